@@ -1,0 +1,1 @@
+"""Model backends: Ollama, OpenAI-compatible servers, Gemini and embedded llama.cpp."""

@@ -1,0 +1,141 @@
+"""Which backends exist: build them from the config in fallback order, probe them, describe them.
+
+With the built-in defaults this gives Ollama on its default address (or `$OLLAMA_HOST`), then the
+embedded model when llama-cpp-python and the model are installed, then Gemini when an API key is
+present. The OpenAI-compatible server is used only when the config enables it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from collections.abc import Mapping, Sequence
+
+import httpx
+
+from nemo_tui import config as cfg
+from nemo_tui.backends.base import Backend, BackendHealth
+from nemo_tui.backends.gemini import GeminiBackend
+from nemo_tui.backends.ollama import OllamaBackend
+from nemo_tui.backends.openai_compat import OpenAICompatBackend
+from nemo_tui.units import format_seconds
+
+_EMBEDDED_MODULE = "nemo_tui.backends.embedded"
+
+
+def build_backends(
+    config: cfg.Config, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
+) -> list[Backend]:
+    """The enabled backends in fallback order: ollama, openai, embedded, gemini.
+
+    API keys are read from the environment variables the config names (for Gemini, a key in the
+    config file is used when its variable is unset). Gemini is left out without a key, and the
+    embedded backend when llama-cpp-python or its model is missing.
+
+    Args:
+        config: The validated configuration.
+        transports: Per-backend-name transports used instead of the network (tests).
+    """
+    transports = transports or {}
+    section = config.backends
+    backends: list[Backend] = []
+    if section.ollama.enabled:
+        backends.append(
+            OllamaBackend(
+                section.ollama.url,
+                keep_alive=section.ollama.keep_alive,
+                connect_timeout_s=section.ollama.timeout_s,
+                transport=transports.get("ollama"),
+            )
+        )
+    if section.openai.enabled:
+        key_env = section.openai.api_key_env
+        backends.append(
+            OpenAICompatBackend(
+                section.openai.url,
+                api_key=os.environ.get(key_env) if key_env else None,
+                api_key_env=key_env,
+                connect_timeout_s=section.openai.timeout_s,
+                transport=transports.get("openai"),
+            )
+        )
+    if section.embedded.enabled:
+        embedded = _embedded_backend(config)
+        if embedded is not None:
+            backends.append(embedded)
+    gemini = section.gemini
+    gemini_key = os.environ.get(gemini.api_key_env) or gemini.api_key
+    if gemini.enabled and gemini_key:
+        backends.append(
+            GeminiBackend(
+                gemini.model,
+                api_key=gemini_key,
+                base_url=gemini.url,
+                timeout_s=gemini.timeout_s,
+                transport=transports.get("gemini"),
+                api_key_env=gemini.api_key_env,
+            )
+        )
+    return backends
+
+
+def _embedded_backend(config: cfg.Config) -> Backend | None:
+    """The in-process llama.cpp backend, or None when it is not installed.
+
+    Imported only here: it pulls in llama-cpp-python, which is slow to import and optional.
+    """
+    if importlib.util.find_spec(_EMBEDDED_MODULE) is None:
+        return None
+    from nemo_tui.backends.embedded import create_embedded_backend
+
+    return create_embedded_backend(config)
+
+
+async def probe_all(backends: Sequence[Backend], timeout_s: float = 2.0) -> list[BackendHealth]:
+    """Probe every backend at once; never raises.
+
+    Args:
+        backends: What to probe.
+        timeout_s: How long one probe may take before it counts as down.
+
+    Returns:
+        One health per backend, in the same order.
+    """
+    return list(await asyncio.gather(*(_probe(b, timeout_s) for b in backends)))
+
+
+async def _probe(backend: Backend, timeout_s: float) -> BackendHealth:
+    url = str(getattr(backend, "url", ""))
+    try:
+        return await asyncio.wait_for(backend.health(), timeout_s)
+    except TimeoutError:
+        return BackendHealth(
+            backend.name, url, up=False, detail=f"no answer within {format_seconds(timeout_s)}"
+        )
+    except Exception as exc:  # one faulty backend must not hide the others
+        return BackendHealth(backend.name, url, up=False, detail=f"probe failed: {exc}")
+
+
+def describe_health(healths: Sequence[BackendHealth]) -> list[str]:
+    """One line per backend saying whether it is up, e.g. `ollama  up  v0.12.3  http://...`.
+
+    A backend that is down gets its reason and fix instead:
+    `ollama  down  connection refused — start it with \\`ollama serve\\``.
+    """
+    width = max((len(h.backend) for h in healths), default=0)
+    lines: list[str] = []
+    for health in healths:
+        name = health.backend.ljust(width)
+        if health.up:
+            parts = [name, "up"]
+            if health.version:
+                version = health.version
+                parts.append(f"v{version}" if version[:1].isdigit() else version)
+            if health.detail:
+                parts.append(health.detail)
+            parts.append(health.url)
+        else:
+            parts = [name, "down", health.detail or f"unreachable at {health.url}"]
+        lines.append("  ".join(parts))
+    return lines

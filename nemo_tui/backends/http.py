@@ -1,0 +1,248 @@
+"""HTTP plumbing the server backends share: client construction, error bodies, transport failures.
+
+Every HTTP backend builds its `httpx.AsyncClient` here so the timeout policy is the same for all of
+them: a short connect timeout, a bounded read timeout for the small JSON endpoints, and no read
+timeout while an answer streams (the engine enforces its own wait for the first token).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from nemo_tui.backends.base import BackendError, BackendUnavailable, StreamBroken
+
+SMALL_READ_TIMEOUT_S = 10.0
+"""Read timeout for the small JSON endpoints (version, model lists, metadata)."""
+_WRITE_POOL_TIMEOUT_S = 10.0
+_MAX_MESSAGE_CHARS = 300
+"""Raw error bodies (an HTML proxy page, a traceback) are cut to this length for display."""
+
+
+def make_client(
+    base_url: str,
+    *,
+    connect_timeout_s: float,
+    read_timeout_s: float = SMALL_READ_TIMEOUT_S,
+    transport: httpx.AsyncBaseTransport | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """Build the client a backend uses for all its requests.
+
+    Args:
+        base_url: Prefix for relative request paths.
+        connect_timeout_s: How long to wait for the TCP connection.
+        read_timeout_s: Read timeout for non-streaming requests.
+        transport: A transport to use instead of the network, e.g. `httpx.MockTransport` in tests.
+        headers: Headers sent with every request (authorization goes here, never in the URL).
+    """
+    return httpx.AsyncClient(
+        base_url=base_url,
+        transport=transport,
+        headers=dict(headers or {}),
+        timeout=request_timeout(connect_timeout_s, read_timeout_s),
+    )
+
+
+def request_timeout(connect_timeout_s: float, read_timeout_s: float | None) -> httpx.Timeout:
+    """Timeouts for one request; `read_timeout_s=None` means no read limit.
+
+    Streamed answers use no read limit: a model can think for a long time before and between
+    tokens, and the engine decides how long to wait for the first one and cancels the stream.
+    """
+    return httpx.Timeout(
+        read_timeout_s,
+        connect=connect_timeout_s,
+        write=_WRITE_POOL_TIMEOUT_S,
+        pool=_WRITE_POOL_TIMEOUT_S,
+    )
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    """What a server said in an error body, whatever shape it used.
+
+    Attributes:
+        message: The human-readable text; never empty.
+        type: The error type (`invalid_request_error`, `exceed_context_size_error`, ...).
+        code: The error code as text (`context_length_exceeded`, `400`), when given.
+        status: The Google RPC status (`RESOURCE_EXHAUSTED`), when given.
+        details: The Google RPC `details` list, when given.
+    """
+
+    message: str
+    type: str | None = None
+    code: str | None = None
+    status: str | None = None
+    details: tuple[Mapping[str, Any], ...] = ()
+
+
+def parse_error_body(
+    body: bytes | str | Mapping[str, Any], *, http_status: int | None = None
+) -> ErrorBody:
+    """Read an error body in any of the shapes the servers use.
+
+    Handles `{"error": "text"}` (Ollama), `{"error": {"message", "type", "code", ...}}` (OpenAI,
+    llama.cpp, vLLM, Google RPC), the flat `{"object": "error", "message": ...}` of older vLLM,
+    FastAPI's `{"detail": ...}`, and plain text.
+
+    Args:
+        body: The raw body, or an already decoded JSON object (a mid-stream error event).
+        http_status: Used for the message when the body is empty.
+    """
+    if isinstance(body, Mapping):
+        data: Any = body
+        text = ""
+    else:
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+    if isinstance(data, Mapping):
+        error = data.get("error")
+        if isinstance(error, str) and error:
+            return ErrorBody(message=error)
+        if isinstance(error, Mapping):
+            return _from_error_object(error, http_status)
+        if data.get("object") == "error" and data.get("message"):
+            return _from_error_object(data, http_status)
+        detail = data.get("detail")
+        if isinstance(detail, str) and detail:
+            return ErrorBody(message=detail)
+        if detail:
+            return ErrorBody(message=_clip(json.dumps(detail)))
+    return ErrorBody(message=_clip(text.strip()) or _status_text(http_status))
+
+
+def _from_error_object(error: Mapping[str, Any], http_status: int | None) -> ErrorBody:
+    details = error.get("details")
+    code = error.get("code")
+    return ErrorBody(
+        message=str(error.get("message") or "") or _status_text(http_status),
+        type=_text_or_none(error.get("type")),
+        code=None if code is None else str(code),
+        status=_text_or_none(error.get("status")),
+        details=tuple(d for d in details if isinstance(d, Mapping))
+        if isinstance(details, list)
+        else (),
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE_CHARS else text[:_MAX_MESSAGE_CHARS] + "…"
+
+
+def _status_text(status: int | None) -> str:
+    if status is None:
+        return "the server reported an error without a message"
+    return f"HTTP {status} without a message"
+
+
+async def read_error_body(response: httpx.Response) -> ErrorBody:
+    """Read and parse the body of a failed response (streamed or not)."""
+    body = await response.aread()
+    return parse_error_body(body, http_status=response.status_code)
+
+
+def decode_json(response: httpx.Response, backend: str) -> Any:
+    """The JSON document of a successful response.
+
+    Raises:
+        BackendError: the body is not JSON (a proxy page, a different server on that port).
+    """
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise BackendError(
+            f"{response.request.url.path} answered with something that is not JSON",
+            backend=backend,
+            status=response.status_code,
+            fix="check that the URL points at the right server",
+        ) from exc
+
+
+def transport_error(
+    exc: httpx.TransportError, *, backend: str, url: str, fix: str, streaming: bool
+) -> BackendError:
+    """Turn an httpx transport failure into the typed error the engine acts on.
+
+    Connection failures mean the backend is unavailable (the engine falls back). A read failure or
+    dropped connection during a streamed answer means the answer is incomplete.
+
+    Args:
+        exc: What httpx raised.
+        backend: The backend's name.
+        url: The base URL, named in the message so the user sees where it tried.
+        fix: How to get the server running (shown when it cannot be reached).
+        streaming: True when the failure happened while an answer was being streamed.
+    """
+    problem = connection_problem(exc)
+    if streaming and isinstance(
+        exc, httpx.ReadTimeout | httpx.RemoteProtocolError | httpx.ReadError
+    ):
+        return StreamBroken(
+            f"the answer from {url} stopped before it was complete ({problem})", backend=backend
+        )
+    if isinstance(exc, httpx.ReadTimeout):
+        return BackendUnavailable(
+            f"{url} did not answer in time ({problem})",
+            backend=backend,
+            fix="the server may be busy loading a model; try again",
+        )
+    return BackendUnavailable(f"cannot connect to {url}: {problem}", backend=backend, fix=fix)
+
+
+def connection_problem(exc: httpx.TransportError) -> str:
+    """A short reason for a transport failure: `connection refused`, `connect timeout`, ..."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(exc, httpx.ReadTimeout):
+        return "read timeout"
+    text = str(exc)
+    if isinstance(exc, httpx.ConnectError):
+        lowered = text.lower()
+        # anyio reports a refused loopback connection as "All connection attempts failed".
+        if "refused" in lowered or "all connection attempts failed" in lowered:
+            return "connection refused"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return f"connection dropped: {text}" if text else "connection dropped"
+    return text or type(exc).__name__
+
+
+async def iter_sse_data(response: httpx.Response) -> AsyncGenerator[str, None]:
+    """The payloads of the `data:` lines of a server-sent-events response.
+
+    Blank separators, `: ping` comments and other fields are skipped. Every server nemo-tui talks
+    to puts one JSON document on one `data:` line, so each line is yielded on its own.
+    """
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            yield line[5:].strip()
+
+
+def parse_stream_json(payload: str, *, backend: str) -> Mapping[str, Any]:
+    """Decode one streamed JSON object.
+
+    Raises:
+        StreamBroken: the payload is not a JSON object.
+    """
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise StreamBroken(
+            f"unreadable line in the answer stream: {_clip(payload)!r}", backend=backend
+        ) from exc
+    if not isinstance(data, Mapping):
+        raise StreamBroken(
+            f"unexpected line in the answer stream: {_clip(payload)!r}", backend=backend
+        )
+    return data

@@ -1,0 +1,235 @@
+"""Subcommands that need no model server: status, recommend, optimize, estimate, check-config, locate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nemo_tui import paths
+from nemo_tui.cli.context import CommandContext, make_context
+from nemo_tui.config import dump_config_yaml, load_config
+from nemo_tui.core.catalog import resolve_model_argument
+from nemo_tui.core.complexity import Complexity, ComplexityAssessment, assess_complexity
+from nemo_tui.core.memory import MemoryProfile, PressureLevel, pressure_level
+from nemo_tui.core.optimizer import OptimizedPrompt, estimate_tokens, optimize_prompt
+from nemo_tui.core.recommender import (
+    ANSWER_TOKENS,
+    Recommendation,
+    RecommendationRequest,
+    planned_context,
+    recommend,
+)
+from nemo_tui.core.reports import memory_json
+from nemo_tui.errors import UsageError
+from nemo_tui.units import format_count, format_mb, format_pct
+
+
+def print_json(data: object) -> None:
+    """Write one JSON document to stdout."""
+    print(json.dumps(data, indent=2))
+
+
+def status(args: argparse.Namespace) -> int:
+    """`nemo-tui status`: the memory profile, pressure level and the current recommendation."""
+    ctx = make_context(args)
+    profile = ctx.sampler.sample()
+    level = pressure_level(profile, ctx.config.memory_thresholds.pressure_threshold)
+    complexity = _forced_complexity(ctx) or Complexity.MEDIUM
+    rec = recommend(profile, RecommendationRequest(complexity, ctx.catalog), ctx.config)
+    if args.json:
+        print_json({"memory": memory_json(profile, level), "recommendation": rec.to_json()})
+        return 0
+    print(describe_memory(profile, level))
+    print()
+    print(f"For a {complexity.value}-complexity query:")
+    print(describe_recommendation(rec))
+    return 0
+
+
+def recommend_command(args: argparse.Namespace) -> int:
+    """`nemo-tui recommend QUERY`: the model for this query on this machine now."""
+    ctx = make_context(args)
+    profile = ctx.sampler.sample()
+    assessment = _assess(ctx, args.query, data_attached=args.data is not None, forced=args.complexity)
+    request = RecommendationRequest(
+        assessment.level, ctx.catalog, prompt_tokens=estimate_tokens(args.query)
+    )
+    rec = recommend(profile, request, ctx.config)
+    if args.json:
+        print_json(
+            {
+                **rec.to_json(),
+                "complexity": assessment.level.value,
+                "complexity_reasons": list(assessment.reasons),
+                "decision_ms": round(rec.decision_ms, 3),
+            }
+        )
+        return 0
+    reasons = ", ".join(assessment.reasons) or "nothing stood out"
+    print(f"Complexity   {assessment.level.value} ({reasons})")
+    print(describe_recommendation(rec))
+    return 0
+
+
+def optimize_command(args: argparse.Namespace) -> int:
+    """`nemo-tui optimize < prompt`: shrink a prompt to a model's context or a token budget."""
+    from nemo_tui.core.data_summary import summarize_data
+    from nemo_tui.core.optimizer import build_prompt
+
+    ctx = make_context(args)
+    if sys.stdin.isatty() and args.data is None:
+        raise UsageError(
+            "no prompt on standard input", fix="pipe one in: nemo-tui optimize < prompt.txt"
+        )
+    text = "" if sys.stdin.isatty() else sys.stdin.read()
+    budget = args.budget if args.budget is not None else _budget_for(ctx, args.model, text)
+    if budget <= 0:
+        raise UsageError(f"a budget of {budget} tokens holds nothing", fix="give --budget above 0")
+    question = args.query
+    summary = summarize_data(Path(args.data), budget // 2) if args.data else None
+    prompt = build_prompt("\n\n".join(p for p in (text.strip(), question) if p), summary)
+    result = optimize_prompt(
+        prompt, budget, question=question, enabled=ctx.config.optimization.context_truncation
+    )
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    sys.stdout.write(result.text)
+    if not result.text.endswith("\n"):
+        sys.stdout.write("\n")
+    print(describe_optimization(result, budget), file=sys.stderr)
+    return 0
+
+
+def estimate_command(args: argparse.Namespace) -> int:
+    """`nemo-tui estimate MODEL_OR_GGUF --ctx N`: memory needed at that context."""
+    ctx = make_context(args)
+    spec = resolve_model_argument(args.model, ctx.catalog)
+    num_ctx = args.ctx if args.ctx is not None else spec.default_ctx
+    if num_ctx <= 0:
+        raise UsageError(f"--ctx {num_ctx} is not a context length", fix="use a positive number")
+    result = spec.estimate(num_ctx, kv_type=args.kv_type)
+    if args.json:
+        print_json({"model": spec.name, **result.to_json()})
+        return 0
+    print(f"{spec.name} at {format_count(num_ctx)} tokens of context, KV cache {args.kv_type}:")
+    print(f"  weights   {format_mb(result.weights_mb):>10}")
+    print(f"  KV cache  {format_mb(result.kv_cache_mb):>10}")
+    print(f"  overhead  {format_mb(result.compute_mb + result.overhead_mb):>10}")
+    print(f"  total     {format_mb(result.total_mb):>10}")
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """`nemo-tui check-config [PATH]`: validate and print the effective config."""
+    loaded = load_config(args.path or args.config)
+    source = str(loaded.path) if loaded.path else "no config file; built-in defaults"
+    print(f"# {source}: valid", file=sys.stderr)
+    sys.stdout.write(dump_config_yaml(loaded.config))
+    return 0
+
+
+def locate(args: argparse.Namespace) -> int:
+    """`nemo-tui locate`: where nemo-tui reads and writes its files."""
+    env_file = paths.env_config_file()
+    in_use = Path(args.config) if args.config else env_file or paths.default_config_file()
+    rows = [
+        ("config file", f"{in_use}{'' if in_use.is_file() else '  (not created yet)'}"),
+        ("config dir", str(paths.config_dir())),
+        ("user themes", str(paths.user_themes_dir())),
+        ("bundled themes", str(paths.bundled_themes_dir())),
+        ("data dir", str(paths.data_dir())),
+        ("cache dir", str(paths.cache_dir())),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def describe_memory(profile: MemoryProfile, level: PressureLevel) -> str:
+    """The memory profile as a few aligned lines."""
+    marker = "  [simulated]" if profile.simulated else ""
+    lines = [
+        f"Memory    {format_mb(profile.available_mb)} available of {format_mb(profile.total_mb)}"
+        f" ({profile.percent:.0f}% used){marker}",
+        f"Swap      {format_mb(profile.swap_used_mb)} used of {format_mb(profile.swap_total_mb)}",
+    ]
+    pressure = f"Pressure  {level.value}"
+    if profile.psi_some_avg10 is not None:
+        pressure += f" (PSI some {profile.psi_some_avg10:.1f}, full {profile.psi_full_avg10 or 0:.1f})"
+    lines.append(pressure)
+    if profile.cgroup_limit_mb is not None:
+        lines.append(
+            f"cgroup    limit {format_mb(profile.cgroup_limit_mb)},"
+            f" {format_mb(profile.cgroup_used_mb)} in use"
+        )
+    for gpu in profile.gpus:
+        lines.append(
+            f"GPU {gpu.index}     {gpu.name}: {format_mb(gpu.free_mb)} free of"
+            f" {format_mb(gpu.total_mb)}"
+        )
+    lines.append(f"Process   {format_mb(profile.process_rss_mb)} resident (nemo-tui itself)")
+    return "\n".join(lines)
+
+
+def describe_recommendation(rec: Recommendation) -> str:
+    """A recommendation as a few aligned lines."""
+    where = "cloud" if not rec.local else f"{rec.tier.value} tier"
+    fits = "yes" if rec.fits else "NO"
+    lines = [
+        f"Model      {rec.model} ({where}, {rec.backend})",
+        f"Why        {rec.reason}",
+        f"Settings   num_ctx {format_count(rec.num_ctx)}, num_batch {rec.num_batch}, fits: {fits}",
+    ]
+    if rec.fallbacks:
+        lines.append(f"Fallbacks  {' -> '.join(rec.fallbacks)}")
+    if rec.install_hint:
+        lines.append(f"Tip        {rec.install_hint}")
+    return "\n".join(lines)
+
+
+def describe_optimization(result: OptimizedPrompt, budget: int) -> str:
+    """One line: tokens before and after and how much was cut."""
+    if not result.truncated:
+        return (
+            f"{format_count(result.original_tokens)} tokens, within the budget of"
+            f" {format_count(budget)}: unchanged"
+        )
+    return (
+        f"{format_count(result.original_tokens)} -> {format_count(result.optimized_tokens)} tokens,"
+        f" {format_pct(result.reduction_pct / 100)} smaller ({len(result.cuts)} cuts)"
+    )
+
+
+def _forced_complexity(ctx: CommandContext) -> Complexity | None:
+    setting = ctx.config.preferences.complexity_threshold
+    return None if setting == "auto" else Complexity(setting)
+
+
+def _assess(
+    ctx: CommandContext, text: str, *, data_attached: bool, forced: str | None
+) -> ComplexityAssessment:
+    """Judge the query, unless the command line or the config forces a level."""
+    assessment = assess_complexity(text, data_attached=data_attached)
+    level = Complexity(forced) if forced else _forced_complexity(ctx)
+    if level is None:
+        return assessment
+    source = "--complexity" if forced else "preferences.complexity_threshold"
+    return ComplexityAssessment(level, assessment.score, (f"forced by {source}",))
+
+
+def _budget_for(ctx: CommandContext, model: str | None, text: str) -> int:
+    """The prompt budget of `model` (or of the recommended one) on this machine now."""
+    profile = ctx.sampler.sample()
+    prompt_tokens = estimate_tokens(text)
+    if model is not None:
+        spec = resolve_model_argument(model, ctx.catalog)
+        num_ctx = planned_context(spec, profile, ctx.config, prompt_tokens)
+    else:
+        assessment = _assess(ctx, text, data_attached=False, forced=None)
+        request = RecommendationRequest(assessment.level, ctx.catalog, prompt_tokens=prompt_tokens)
+        num_ctx = recommend(profile, request, ctx.config).num_ctx
+    return max(0, num_ctx - ANSWER_TOKENS)

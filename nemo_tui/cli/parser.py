@@ -1,0 +1,94 @@
+"""The argument parser: global options, and one subparser per command."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from nemo_tui import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """Options every command accepts, before or after the command name."""
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--config", metavar="PATH", default=default,
+        help="config file (default: $NEMO_TUI_CONFIG, then the platform config dir)",
+    )
+    parser.add_argument(
+        "--simulate-memory", metavar="TOTAL[:AVAILABLE]", default=default,
+        help="pretend the machine has this much memory, e.g. 8GB, 4GB:1.5GB, 2048MB",
+    )
+    parser.add_argument(
+        "--simulate-gpu", metavar="VRAM", default=default,
+        help="pretend there is one GPU with this much memory, e.g. 8GB",
+    )
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+    from nemo_tui.cli.dashboard import run_dashboard
+
+    return run_dashboard(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `nemo-tui` parser; each subparser sets `handler`."""
+    from nemo_tui.cli import core_commands
+
+    parser = argparse.ArgumentParser(
+        prog="nemo-tui",
+        description="Run local LLMs without running out of memory. "
+        "With no command, opens the dashboard.",
+    )
+    parser.add_argument("--version", action="version", version=f"nemo-tui {__version__}")
+    parser.add_argument(
+        "--theme", metavar="NAME", default=None, help="dashboard theme (remembered)"
+    )
+    _global_options(parser, suppress=False)
+    parser.set_defaults(handler=_run_dashboard)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _global_options(sub, suppress=True)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    status = command("status", core_commands.status, "memory, pressure and the recommended model")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    recommend = command("recommend", core_commands.recommend_command, "recommend a model for a query")
+    recommend.add_argument("query", help="the question you want to ask")
+    recommend.add_argument(
+        "--complexity", choices=("low", "medium", "high"), help="skip detection, use this level"
+    )
+    recommend.add_argument("--data", metavar="FILE", help="a data file that goes with the query")
+    recommend.add_argument("--json", action="store_true", help="machine-readable output")
+
+    optimize = command(
+        "optimize", core_commands.optimize_command, "shrink a prompt (read from stdin) to a token budget"
+    )
+    target = optimize.add_mutually_exclusive_group()
+    target.add_argument("--model", metavar="M", help="fit the context this model gets now")
+    target.add_argument("--budget", metavar="TOKENS", type=int, help="fit this many tokens")
+    optimize.add_argument("--query", metavar="Q", help="the question the prompt must answer")
+    optimize.add_argument("--data", metavar="FILE", help="summarize this CSV/TSV/JSONL file")
+    optimize.add_argument("--json", action="store_true", help="machine-readable output")
+
+    estimate = command(
+        "estimate", core_commands.estimate_command, "estimate a model's memory at a context length"
+    )
+    estimate.add_argument("model", metavar="MODEL_OR_GGUF", help="a catalog name or a .gguf file")
+    estimate.add_argument("--ctx", type=int, default=None, help="context length in tokens")
+    estimate.add_argument("--kv-type", choices=("f16", "q8_0", "q4_0"), default="f16")
+    estimate.add_argument("--json", action="store_true", help="machine-readable output")
+
+    check = command(
+        "check-config", core_commands.check_config, "validate a config file and print the result"
+    )
+    check.add_argument("path", nargs="?", default=None, help="file to check (default: the one in use)")
+
+    command("locate", core_commands.locate, "print where nemo-tui keeps its files")
+    return parser

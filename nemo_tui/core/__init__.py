@@ -1,0 +1,1 @@
+"""Pure logic: memory, models, recommendations and optimization; no UI and no network I/O."""

@@ -1,0 +1,1 @@
+"""Unit tests of the HTTP backends against `httpx.MockTransport`; none opens a socket."""

@@ -1,0 +1,1 @@
+"""Integration tests: real servers and real models over real loopback sockets."""

@@ -1,0 +1,121 @@
+"""Config discovery and validation: users see the file, the line, the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nemo_tui.config import Config, dump_config_yaml, find_config_file, load_config, parse_config
+from nemo_tui.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_example_file_lists_exactly_the_defaults() -> None:
+    text = (REPO / "config.example.yaml").read_text()
+    assert parse_config(text, source="config.example.yaml") == Config()
+
+
+def test_empty_file_gives_defaults() -> None:
+    assert parse_config("", source="c.yaml") == Config()
+
+
+def test_typo_names_file_line_key_and_closest_key() -> None:
+    text = "optimization:\n  context_truncation: true\nmemory_thresholds:\n  cache_limt: 0.5\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="my.yaml")
+    message = info.value.one_line()
+    assert message.startswith("my.yaml:4: memory_thresholds.cache_limt: unknown key")
+    assert "did you mean 'cache_limit'?" in message
+
+
+def test_wrong_type_says_what_was_expected() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("optimization:\n  use_memory_mapping: 3\n", source="c.yaml")
+    assert "optimization.use_memory_mapping" in str(info.value)
+    assert "true or false" in info.value.fix
+
+
+def test_out_of_range_fraction_is_rejected_with_bounds() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("memory_thresholds:\n  cache_limit: 1.5\n", source="c.yaml")
+    assert "memory_thresholds.cache_limit" in str(info.value)
+    assert "<= 1" in info.value.fix
+
+
+def test_integer_accepted_where_a_number_is_expected() -> None:
+    config = parse_config("memory_thresholds:\n  cache_limit: 1\n", source="c.yaml")
+    assert config.memory_thresholds.cache_limit == 1.0
+
+
+def test_forced_complexity_must_be_a_known_level() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("preferences:\n  complexity_threshold: huge\n", source="c.yaml")
+    assert "'auto', 'low', 'medium', 'high'" in info.value.fix
+
+
+def test_thresholds_must_increase() -> None:
+    with pytest.raises(ConfigError, match="thresholds must increase"):
+        parse_config("memory_thresholds:\n  medium_memory_mb: 9000\n", source="c.yaml")
+
+
+def test_model_entry_needs_some_memory_information() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("models:\n  - name: mystery\n    tier: low\n", source="c.yaml")
+    assert "models[0]" in str(info.value)
+    assert "min_memory_mb" in info.value.fix
+
+
+def test_model_entry_missing_name_points_at_the_entry() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("models:\n  - tier: low\n    min_memory_mb: 500\n", source="c.yaml")
+    assert "models[0].name: required key is missing" in str(info.value)
+
+
+def test_invalid_yaml_reports_the_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("monitor:\n  gauge_interval_s: [1,\n", source="c.yaml")
+    assert "not valid YAML" in str(info.value)
+    assert info.value.line is not None
+
+
+def test_explicit_path_wins_over_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    explicit = tmp_path / "explicit.yaml"
+    explicit.write_text("monitor:\n  gauge_interval_s: 5\n")
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text("monitor:\n  gauge_interval_s: 7\n")
+    monkeypatch.setenv("NEMO_TUI_CONFIG", str(env_file))
+    assert load_config(explicit).config.monitor.gauge_interval_s == 5
+    assert load_config().config.monitor.gauge_interval_s == 7
+
+
+def test_missing_environment_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEMO_TUI_CONFIG", str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError, match="NEMO_TUI_CONFIG"):
+        find_config_file()
+
+
+def test_platform_file_is_used_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEMO_TUI_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    (tmp_path / "nemo-tui").mkdir()
+    (tmp_path / "nemo-tui" / "config.yaml").write_text("ui:\n  theme: nemo-light\n")
+    loaded = load_config()
+    assert loaded.path == tmp_path / "nemo-tui" / "config.yaml"
+    assert loaded.config.ui.theme == "nemo-light"
+
+
+def test_defaults_when_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEMO_TUI_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    loaded = load_config()
+    assert loaded.path is None
+    assert loaded.config == Config()
+
+
+def test_dumped_config_masks_the_api_key() -> None:
+    config = parse_config("backends:\n  gemini:\n    api_key: AIza-secret-value\n", source="c.yaml")
+    dumped = dump_config_yaml(config)
+    assert "AIza-secret-value" not in dumped
+    assert "api_key: '***'" in dumped
