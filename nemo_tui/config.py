@@ -67,6 +67,8 @@ class Optimization(_Section):
     """Shrink prompts that exceed the model's context budget instead of failing."""
     batch_optimization: bool = True
     """Size the prompt-processing batch to the memory budget instead of a small fixed one."""
+    predictive_preloading: bool = True
+    """While idle, preload the model most used lately for the last query's complexity."""
 
 
 class Preferences(_Section):

@@ -1,4 +1,5 @@
-"""Subcommands that need no model server: status, recommend, optimize, estimate, check-config, locate."""
+"""Subcommands that need no model server: status, recommend, optimize, estimate, check-config,
+locate."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from nemo_tui.config import dump_config_yaml, load_config
 from nemo_tui.core.catalog import resolve_model_argument
 from nemo_tui.core.complexity import Complexity, ComplexityAssessment, assess_complexity
 from nemo_tui.core.memory import MemoryProfile, PressureLevel, pressure_level
-from nemo_tui.core.optimizer import OptimizedPrompt, estimate_tokens, optimize_prompt
+from nemo_tui.core.optimizer import OptimizedPrompt, optimize_prompt
 from nemo_tui.core.recommender import (
     ANSWER_TOKENS,
     Recommendation,
@@ -22,6 +23,7 @@ from nemo_tui.core.recommender import (
     recommend,
 )
 from nemo_tui.core.reports import memory_json
+from nemo_tui.core.tokens import estimate_tokens
 from nemo_tui.errors import UsageError
 from nemo_tui.units import format_count, format_mb, format_pct
 
@@ -52,7 +54,9 @@ def recommend_command(args: argparse.Namespace) -> int:
     """`nemo-tui recommend QUERY`: the model for this query on this machine now."""
     ctx = make_context(args)
     profile = ctx.sampler.sample()
-    assessment = _assess(ctx, args.query, data_attached=args.data is not None, forced=args.complexity)
+    assessment = _assess(
+        ctx, args.query, data_attached=args.data is not None, forced=args.complexity
+    )
     request = RecommendationRequest(
         assessment.level, ctx.catalog, prompt_tokens=estimate_tokens(args.query)
     )
@@ -75,8 +79,7 @@ def recommend_command(args: argparse.Namespace) -> int:
 
 def optimize_command(args: argparse.Namespace) -> int:
     """`nemo-tui optimize < prompt`: shrink a prompt to a model's context or a token budget."""
-    from nemo_tui.core.data_summary import summarize_data
-    from nemo_tui.core.optimizer import build_prompt
+    from nemo_tui.core.data_summary import build_prompt, summarize_data
 
     ctx = make_context(args)
     if sys.stdin.isatty() and args.data is None:
@@ -159,7 +162,9 @@ def describe_memory(profile: MemoryProfile, level: PressureLevel) -> str:
     ]
     pressure = f"Pressure  {level.value}"
     if profile.psi_some_avg10 is not None:
-        pressure += f" (PSI some {profile.psi_some_avg10:.1f}, full {profile.psi_full_avg10 or 0:.1f})"
+        pressure += (
+            f" (PSI some {profile.psi_some_avg10:.1f}, full {profile.psi_full_avg10 or 0:.1f})"
+        )
     lines.append(pressure)
     if profile.cgroup_limit_mb is not None:
         lines.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 
 from nemo_tui import __version__
@@ -14,17 +15,34 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Options every command accepts, before or after the command name."""
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument(
-        "--config", metavar="PATH", default=default,
+        "--config",
+        metavar="PATH",
+        default=default,
         help="config file (default: $NEMO_TUI_CONFIG, then the platform config dir)",
     )
     parser.add_argument(
-        "--simulate-memory", metavar="TOTAL[:AVAILABLE]", default=default,
+        "--simulate-memory",
+        metavar="TOTAL[:AVAILABLE]",
+        default=default,
         help="pretend the machine has this much memory, e.g. 8GB, 4GB:1.5GB, 2048MB",
     )
     parser.add_argument(
-        "--simulate-gpu", metavar="VRAM", default=default,
+        "--simulate-gpu",
+        metavar="VRAM",
+        default=default,
         help="pretend there is one GPU with this much memory, e.g. 8GB",
     )
+
+
+def _lazy(module: str, function: str) -> Handler:
+    """A handler that imports its command module only when it runs, keeping `--help` fast."""
+
+    def handler(args: argparse.Namespace) -> int:
+        loaded = importlib.import_module(f"nemo_tui.cli.{module}")
+        result: int = getattr(loaded, function)(args)
+        return result
+
+    return handler
 
 
 def _run_dashboard(args: argparse.Namespace) -> int:
@@ -35,8 +53,6 @@ def _run_dashboard(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `nemo-tui` parser; each subparser sets `handler`."""
-    from nemo_tui.cli import core_commands
-
     parser = argparse.ArgumentParser(
         prog="nemo-tui",
         description="Run local LLMs without running out of memory. "
@@ -56,10 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    status = command("status", core_commands.status, "memory, pressure and the recommended model")
+    status = command(
+        "status", _lazy("core_commands", "status"), "memory, pressure and the recommended model"
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    recommend = command("recommend", core_commands.recommend_command, "recommend a model for a query")
+    recommend = command(
+        "recommend", _lazy("core_commands", "recommend_command"), "recommend a model for a query"
+    )
     recommend.add_argument("query", help="the question you want to ask")
     recommend.add_argument(
         "--complexity", choices=("low", "medium", "high"), help="skip detection, use this level"
@@ -68,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--json", action="store_true", help="machine-readable output")
 
     optimize = command(
-        "optimize", core_commands.optimize_command, "shrink a prompt (read from stdin) to a token budget"
+        "optimize",
+        _lazy("core_commands", "optimize_command"),
+        "shrink a prompt (read from stdin) to a token budget",
     )
     target = optimize.add_mutually_exclusive_group()
     target.add_argument("--model", metavar="M", help="fit the context this model gets now")
@@ -78,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--json", action="store_true", help="machine-readable output")
 
     estimate = command(
-        "estimate", core_commands.estimate_command, "estimate a model's memory at a context length"
+        "estimate",
+        _lazy("core_commands", "estimate_command"),
+        "estimate a model's memory at a context length",
     )
     estimate.add_argument("model", metavar="MODEL_OR_GGUF", help="a catalog name or a .gguf file")
     estimate.add_argument("--ctx", type=int, default=None, help="context length in tokens")
@@ -86,9 +110,41 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--json", action="store_true", help="machine-readable output")
 
     check = command(
-        "check-config", core_commands.check_config, "validate a config file and print the result"
+        "check-config",
+        _lazy("core_commands", "check_config"),
+        "validate a config file and print the result",
     )
-    check.add_argument("path", nargs="?", default=None, help="file to check (default: the one in use)")
+    check.add_argument(
+        "path", nargs="?", default=None, help="file to check (default: the one in use)"
+    )
 
-    command("locate", core_commands.locate, "print where nemo-tui keeps its files")
+    command("locate", _lazy("core_commands", "locate"), "print where nemo-tui keeps its files")
+
+    ask = command(
+        "ask", _lazy("engine_commands", "ask"), "answer a question with the best model that fits"
+    )
+    ask.add_argument("query", help="the question")
+    ask.add_argument("--model", metavar="M", help="use this model instead of the recommended one")
+    ask.add_argument(
+        "--data", metavar="FILE", help="a CSV/TSV/JSONL file to summarize into the prompt"
+    )
+    ask.add_argument("--json", action="store_true", help="emit the engine's events as JSON lines")
+
+    models = command(
+        "models", _lazy("engine_commands", "models"), "installed and loaded models, and what fits"
+    )
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+
+    preload = command(
+        "preload", _lazy("engine_commands", "preload"), "load a model now, if memory allows"
+    )
+    preload.add_argument("model", metavar="MODEL")
+    unload = command("unload", _lazy("engine_commands", "unload"), "unload a model from memory")
+    unload.add_argument("model", metavar="MODEL")
+    command("clear-cache", _lazy("engine_commands", "clear_cache"), "unload every loaded model")
+
+    stats = command(
+        "stats", _lazy("engine_commands", "stats"), "memory, models, settings and query metrics"
+    )
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
     return parser

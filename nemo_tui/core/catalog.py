@@ -410,11 +410,31 @@ def _derived_architecture(entry: ModelEntry, params_b: float, index: int) -> Mod
     )
 
 
+def spec_from_architecture(
+    name: str,
+    arch: ModelArchitecture,
+    backend: str,
+    description: str,
+    *,
+    gguf_path: str | None = None,
+) -> ModelSpec:
+    """A catalog entry for a model known only by its architecture (a GGUF file, a server's model).
+
+    The tier is the memory band (low up to 2 GB, medium up to 4 GB, high above) that holds its
+    estimate at 2048 tokens.
+    """
+    total = estimate_memory(arch, min(2048, arch.context_length or 2048)).total_mb
+    tier = Tier.LOW if total <= 2048 else Tier.MEDIUM if total <= 4096 else Tier.HIGH
+    default_ctx = min(2048 if tier is Tier.LOW else 4096, arch.context_length or 4096)
+    return ModelSpec(
+        name, tier, backend, description, arch, default_ctx=default_ctx, gguf_path=gguf_path
+    )
+
+
 def resolve_model_argument(text: str, catalog: Catalog) -> ModelSpec:
     """The model named on the command line: a `.gguf` path (or any existing file) or a name.
 
-    A file is read from its header and given the tier whose memory band (low up to 2 GB,
-    medium up to 4 GB, high above) holds its estimate at 2048 tokens.
+    A file is read from its header and given a tier by `spec_from_architecture`.
 
     Raises:
         NemoError: the file cannot be read as GGUF.
@@ -422,18 +442,8 @@ def resolve_model_argument(text: str, catalog: Catalog) -> ModelSpec:
     """
     path = Path(text).expanduser()
     if text.lower().endswith(".gguf") or path.is_file():
-        arch = _read_gguf(path)
-        total = estimate_memory(arch, min(2048, arch.context_length or 2048)).total_mb
-        tier = Tier.LOW if total <= 2048 else Tier.MEDIUM if total <= 4096 else Tier.HIGH
-        default_ctx = min(2048 if tier is Tier.LOW else 4096, arch.context_length or 4096)
-        return ModelSpec(
-            path.stem,
-            tier,
-            "embedded",
-            f"GGUF file {path.name}",
-            arch,
-            default_ctx=default_ctx,
-            gguf_path=str(path),
+        return spec_from_architecture(
+            path.stem, _read_gguf(path), "embedded", f"GGUF file {path.name}", gguf_path=str(path)
         )
     spec = catalog.get(text)
     if spec is not None:

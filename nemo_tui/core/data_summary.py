@@ -2,7 +2,7 @@
 
 A data file is summarized rather than pasted: a model learns more from column types, missing
 values, ranges and a few rows than from the first screenful of a file that does not fit.
-Statistics come from the first `SAMPLE_CHARS` of the file, while every row is counted by
+Statistics come from the first `SAMPLE_CHARS` characters of the file, while every row is counted by
 streaming the rest, so a large file costs little memory and the row count is exact.
 """
 
@@ -40,6 +40,8 @@ _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _DATE = re.compile(r"(\d{4})[-/](\d{2})[-/](\d{2})(?:[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?")
 _CELL_CHARS = 40
+# Columns past those shown in full are named, up to this many.
+_LISTED_NAMES = 30
 # Richest first: (columns shown in full, sample rows, top values per text column).
 _DETAILS = [
     (columns, rows, top)
@@ -99,7 +101,6 @@ def summarize_data(
     columns = [
         _profile(name, [row[i] for row in table.rows]) for i, name in enumerate(table.columns)
     ]
-    text = ""
     for shown, rows, top in _DETAILS:
         text = _render(table, columns, shown, rows, top)
         if count(text) <= budget_tokens:
@@ -344,8 +345,8 @@ def _clip(text: str) -> str:
 def _headline(table: _Table) -> str:
     """The one-line description of the file."""
     return (
-        f"Data file: {table.name} ({table.kind}, {format_count(table.total_rows)} rows, "
-        f"{format_count(len(table.columns))} columns)"
+        f"Data file: {table.name} ({table.kind}, {_count_of(table.total_rows, 'row')}, "
+        f"{_count_of(len(table.columns), 'column')})"
     )
 
 
@@ -360,7 +361,9 @@ def _render(table: _Table, columns: list[_Column], shown: int | None, rows: int,
     for column in columns[:limit]:
         lines.append(_column_line(column, sampled, top))
     if limit < len(columns):
-        rest = ", ".join(c.name for c in columns[limit:])
+        rest = ", ".join(c.name for c in columns[limit : limit + _LISTED_NAMES])
+        if len(columns) - limit > _LISTED_NAMES:
+            rest += ", …"
         lines.append(f"- … {format_count(len(columns) - limit)} more columns: {rest}")
     if rows and table.raw_rows:
         lines.append(f"Sample rows (first {min(rows, len(table.raw_rows))}):")
@@ -404,3 +407,8 @@ def _json_row(names: list[str], cells: list[str]) -> str:
         f"{json.dumps(n, ensure_ascii=False)}: {c}" for n, c in zip(names, cells, strict=True)
     )
     return "{" + ", ".join(fields) + "}"
+
+
+def _count_of(n: int, noun: str) -> str:
+    """A count with its noun, singular for one: 1 row, 1,500 rows."""
+    return f"{format_count(n)} {noun}{'' if n == 1 else 's'}"

@@ -1,4 +1,4 @@
-"""The visible marker left where text was cut, and cutting the middle out of one long text.
+"""The record of a cut, the visible marker left in its place, and cutting a text's middle out.
 
 The middle cut is the last resort of the optimizer, for when the instructions and the question
 alone exceed the budget: it keeps the start and the end of the text, cuts only between words,
@@ -11,6 +11,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from nemo_tui.core.tokens import TokenCounter
 from nemo_tui.units import format_count
@@ -22,6 +23,34 @@ _WORD = re.compile(r"\S+")
 # Retries after a cut that the token counter finds a little over target (counts are not
 # exactly additive); each retry aims lower by the overshoot.
 _ATTEMPTS = 8
+
+
+class CutReason(StrEnum):
+    """Why a span of the prompt was cut."""
+
+    WHITESPACE = "whitespace"
+    DUPLICATE = "duplicate"
+    BOILERPLATE = "boilerplate"
+    LOW_RELEVANCE = "low relevance"
+    OVER_BUDGET = "over budget"
+
+
+@dataclass(frozen=True)
+class CutSpan:
+    """A span of the original prompt that was cut.
+
+    Attributes:
+        start: Offset of the first cut character in the original prompt.
+        end: Offset just past the last cut character.
+        tokens: Tokens the span held.
+        reason: Why it was cut. A `whitespace` span is a run of whitespace that was collapsed
+            to one space, line break or blank line; every other span was replaced by a marker.
+    """
+
+    start: int
+    end: int
+    tokens: int
+    reason: CutReason
 
 
 def elision_marker(tokens: int) -> str:
@@ -98,8 +127,15 @@ def cut_middle(
 
 
 def _last_fitting(most: int, room: int, cost: Callable[[int], int]) -> int:
-    """The largest n in 0..most with cost(n) <= room, for a cost that grows with n."""
-    low, high = 0, most
+    """The largest n in 0..most with cost(n) <= room, for a cost that grows with n.
+
+    Gallops up from 1 before bisecting, so the counter only ever sees texts about as long
+    as the answer, not the whole text (which may be megabytes).
+    """
+    low, high = 0, 1
+    while high <= most and cost(high) <= room:
+        low, high = high, high * 2
+    high = min(high - 1, most)
     while low < high:
         middle = (low + high + 1) // 2
         if cost(middle) <= room:

@@ -1,4 +1,4 @@
-"""Pick the model for a query on this machine now: (profile, complexity, settings, catalog) -> choice.
+"""Pick the model for a query on this machine now, from profile, complexity, settings and catalog.
 
 The rules, in order:
 
@@ -149,17 +149,29 @@ def context_for_prompt(prompt_tokens: int | None, spec: ModelSpec) -> int:
 
 
 def planned_context(
-    spec: ModelSpec, profile: MemoryProfile, config: Config, prompt_tokens: int | None = None
+    spec: ModelSpec,
+    profile: MemoryProfile,
+    config: Config,
+    prompt_tokens: int | None = None,
+    *,
+    evictable_mb: float = 0.0,
 ) -> int:
     """The context `spec` would run at now: enough for the prompt if memory allows, else less.
 
-    Used when the user picks the model by hand; a model that does not fit at all keeps its default
-    context (the caller warns that it may not fit).
+    Used when the user picks the model by hand or preloads it; a model that does not fit at all
+    keeps its default context (the caller warns that it may not fit).
+
+    Args:
+        spec: The model.
+        profile: The memory snapshot.
+        config: Thresholds and the truncation switch.
+        prompt_tokens: The prompt to hold, when known.
+        evictable_mb: Memory of idle loaded models that may be unloaded to make room.
     """
     wanted = context_for_prompt(prompt_tokens, spec)
     if not spec.local:
         return wanted
-    budget = memory_budget_mb(profile, config.memory_thresholds.cache_limit)
+    budget = memory_budget_mb(profile, config.memory_thresholds.cache_limit) + evictable_mb
     fitted = _fit_context(spec, wanted, budget, config)
     return fitted if fitted >= MIN_CONTEXT else min(wanted, spec.default_ctx)
 
@@ -251,8 +263,7 @@ def recommend(
     fallbacks = [
         c.spec.name
         for c in usable
-        if c.spec.name != chosen.spec.name
-        and c.spec.tier.rank <= chosen.spec.tier.rank
+        if c.spec.name != chosen.spec.name and c.spec.tier.rank <= chosen.spec.tier.rank
     ]
     if cloud is not None and config.preferences.allow_fallback:
         fallbacks.append(cloud.name)
@@ -283,16 +294,18 @@ def _evaluate(
             True,
             installed if installed is not None else True,
         )
+    # Unloading idle models beats running with a cut-down context, so the wanted context is
+    # tried with more and more of them evicted (largest first, fewest evictions) before any
+    # shrinking; the engine's cache policy then picks the actual victims least recently used.
     others = sorted(request.loaded.values(), key=lambda r: r.size_mb, reverse=True)
     evict: list[str] = []
     room = budget
-    while True:
-        ctx = _fit_context(spec, wanted_ctx, room, config)
-        if ctx >= MIN_CONTEXT or not others:
-            break
+    need = spec.estimate(wanted_ctx).total_mb
+    while need > room and others:
         victim = others.pop(0)
         evict.append(victim.name)
         room += victim.size_mb
+    ctx = wanted_ctx if need <= room else _fit_context(spec, wanted_ctx, room, config)
     fits = ctx >= MIN_CONTEXT
     ctx = ctx if fits else wanted_ctx
     estimate = spec.estimate(ctx)
@@ -326,6 +339,13 @@ def _batch(spec: ModelSpec, num_ctx: int, budget: float, config: Config) -> int:
     return batch_size_for_budget(spec.architecture, num_ctx, budget)
 
 
+def batch_for(spec: ModelSpec, num_ctx: int, profile: MemoryProfile, config: Config) -> int:
+    """The prompt batch for `spec` at `num_ctx` under the current memory budget."""
+    return _batch(
+        spec, num_ctx, memory_budget_mb(profile, config.memory_thresholds.cache_limit), config
+    )
+
+
 def _is_installed(name: str, installed: Collection[str]) -> bool:
     if name in installed:
         return True
@@ -344,8 +364,11 @@ def _loaded_for_task(
 
 
 def _cloud_model(request: RecommendationRequest) -> ModelSpec | None:
-    clouds = request.catalog.cloud_models()
-    return clouds[0] if clouds else None
+    """The cloud model, unless it is known to be unavailable (no key, service down)."""
+    for spec in request.catalog.cloud_models():
+        if request.installed is None or spec.name in request.installed:
+            return spec
+    return None
 
 
 def _ideal(candidates: list[_Candidate], ideal_rank: int) -> _Candidate | None:
@@ -424,5 +447,55 @@ def _build(
         installed=candidate.installed,
         install_hint=hint,
         evict=candidate.evict,
+        decision_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def recommend_override(
+    spec: ModelSpec, profile: MemoryProfile, request: RecommendationRequest, config: Config
+) -> Recommendation:
+    """The settings for a model the user picked by hand. Never refused, but says if it won't fit.
+
+    Its fallback chain is what the recommender would have picked, so a failing hand-picked model
+    still ends in an answer.
+    """
+    started = time.perf_counter()
+    budget = memory_budget_mb(profile, config.memory_thresholds.cache_limit)
+    resident = request.loaded.get(spec.name)
+    if resident is not None and resident.context_length:
+        num_ctx = resident.context_length
+    else:
+        num_ctx = planned_context(spec, profile, config, request.prompt_tokens)
+    estimate = spec.estimate(num_ctx) if spec.local else None
+    fits = estimate is None or resident is not None or estimate.total_mb <= budget
+    automatic = recommend(profile, request, config)
+    chain = tuple(n for n in (automatic.model, *automatic.fallbacks) if n != spec.name)
+    if estimate is None:
+        reason = f"chosen by hand; {spec.name} runs in the cloud"
+    else:
+        reason = (
+            f"chosen by hand; {spec.name} at {format_count(num_ctx)} ctx needs"
+            f" {format_mb(estimate.total_mb)}, {format_mb(budget)} free under the cache limit"
+        )
+        if resident is not None:
+            reason += "; already loaded"
+        elif not fits:
+            reason += f"; it may not fit (the recommendation is {automatic.model})"
+    batch = _batch(spec, num_ctx, budget, config) if spec.local else DEFAULT_BATCH
+    return Recommendation(
+        model=spec.name,
+        backend=spec.backend,
+        tier=spec.tier,
+        local=spec.local,
+        reason=reason,
+        num_ctx=num_ctx,
+        num_batch=batch,
+        fits=fits,
+        fallbacks=chain,
+        complexity=request.complexity,
+        estimate=estimate,
+        installed=None
+        if request.installed is None
+        else _is_installed(spec.name, request.installed),
         decision_ms=(time.perf_counter() - started) * 1000,
     )

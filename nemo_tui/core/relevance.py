@@ -28,6 +28,10 @@ _STOPWORD_LIST = """
     question based given following mentioned stated according
 """
 _STOPWORDS = frozenset(_STOPWORD_LIST.split())
+MAX_TERMS = 40
+"""The most question terms looked for; each is one search of the prompt."""
+# Only the end of a very long question is read for terms: MAX_TERMS fit in far less.
+_QUESTION_CHARS = 4000
 # Weight of a term that is a number or a name, relative to a plain word.
 _SPECIFIC_WEIGHT = 1.5
 # Bonus for code blocks and table headers, about the weight of one shared common word.
@@ -41,8 +45,12 @@ def question_terms(question: str) -> dict[str, float]:
         question: The question text.
 
     Returns:
-        Each term (lower case, plural stripped) mapped to its weight.
+        Each term (lower case, plural stripped) mapped to its weight; for a long question,
+        only the `MAX_TERMS` that appear last, where the ask usually is.
     """
+    if len(question) > _QUESTION_CHARS:
+        tail = question[-_QUESTION_CHARS:]
+        question = tail[tail.find(" ") + 1 :]
     terms: dict[str, float] = {}
     for index, match in enumerate(_QUESTION_WORD.finditer(question)):
         word = match.group()
@@ -50,10 +58,11 @@ def question_terms(question: str) -> dict[str, float]:
         if lower in _STOPWORDS or (len(lower) < 2 and not lower.isdigit()):
             continue
         specific = lower.isdigit() or (index > 0 and word[0].isupper())
-        weight = _SPECIFIC_WEIGHT if specific else 1.0
         stem = _stem(lower)
-        terms[stem] = max(terms.get(stem, 0.0), weight)
-    return terms
+        # Re-inserting keeps the dict ordered by each term's last appearance.
+        weight = max(terms.pop(stem, 0.0), _SPECIFIC_WEIGHT if specific else 1.0)
+        terms[stem] = weight
+    return dict(list(terms.items())[-MAX_TERMS:])
 
 
 def fold_case(text: str) -> str:

@@ -46,6 +46,10 @@ _TABLE_RULE = re.compile(r"\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)*\|?\s*$")
 # A sentence ends at . ! or ? (optionally followed by closing quotes or brackets) before
 # whitespace and a capital, digit, quote or bracket; that keeps "e.g. the" and "3.5" together.
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+(?=[A-Z0-9\"'(\[])")
+_SPACE = re.compile(r"\s")
+# Longest prose unit; longer runs without a sentence end are split into lines, long lines
+# at spaces.
+_MAX_UNIT_CHARS = 800
 
 
 def split_blocks(text: str) -> list[tuple[int, int, BlockKind]]:
@@ -163,7 +167,7 @@ def _table_rows(text: str, start: int, end: int, block: int, base: int) -> list[
     rows: list[Unit] = []
     pos = start
     for number, line in enumerate(text[start:end].split("\n")):
-        row_end = _strip_end(text, pos + len(line))
+        row_end = pos + len(line.rstrip())
         if row_end > pos:
             header = number == 0 or (number == 1 and bool(_TABLE_RULE.match(line)))
             rows.append(Unit(base + pos, base + row_end, block, BlockKind.TABLE, header))
@@ -186,10 +190,40 @@ def _prose_pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
     for g_start, g_end in groups:
         piece_start = g_start
         for match in _SENTENCE_END.finditer(text, g_start, g_end):
-            pieces.append((_skip_space(text, piece_start), _strip_end(text, match.end())))
+            pieces += _bounded(text, _skip_space(text, piece_start), _strip_end(text, match.end()))
             piece_start = match.end()
-        pieces.append((_skip_space(text, piece_start), g_end))
+        pieces += _bounded(text, _skip_space(text, piece_start), g_end)
     return [(s, e) for s, e in pieces if e > s]
+
+
+def _bounded(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """A piece over `_MAX_UNIT_CHARS` split into its lines, and long lines at spaces.
+
+    Text without sentence ends (logs, lists without markers) would otherwise be one unit,
+    kept or dropped whole however large.
+    """
+    if end - start <= _MAX_UNIT_CHARS:
+        return [(start, end)]
+    pieces: list[tuple[int, int]] = []
+    pos = start
+    for line in text[start:end].split("\n"):
+        line_end = pos + len(line.rstrip())
+        line_start = _skip_space(text, pos)
+        while line_end - line_start > _MAX_UNIT_CHARS:
+            limit = line_start + _MAX_UNIT_CHARS
+            cut = max(
+                text.rfind(" ", line_start + 1, limit), text.rfind("\t", line_start + 1, limit)
+            )
+            if cut == -1:
+                # One word longer than the limit: cut after it, never inside it.
+                found = _SPACE.search(text, limit, line_end)
+                cut = found.start() if found else line_end
+            pieces.append((line_start, _strip_end(text, cut)))
+            line_start = _skip_space(text, cut)
+        if line_end > line_start:
+            pieces.append((line_start, line_end))
+        pos += len(line) + 1
+    return pieces
 
 
 def _skip_space(text: str, pos: int) -> int:

@@ -5,8 +5,8 @@ token", because that rule is badly wrong off plain prose: byte-pair tokenizers s
 punctuation and non-ASCII text far more finely than words, so CSV and numbers run at 1.5-3
 characters per token. The weights were fitted by least squares against the tokenizer of
 SmolLM2-135M (the model the embedded backend ships) on 465 samples of prose, Markdown, Python,
-JSON, CSV and numeric tables; the median error is 2.5-6 % per kind of text, where
-"4 characters per token" is off by 11-73 % (bench/bench_optimizer.py measures it).
+JSON, CSV and numeric tables. Its median error is 1-6 % per kind of text, where "4 characters
+per token" is off by 7-74 % (bench/bench_optimizer.py measures both).
 SmolLM2 gives every digit its own token, so for models that group digits the estimate errs high,
 which is the safe side for a budget.
 """

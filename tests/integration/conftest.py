@@ -3,7 +3,6 @@ the fake Ollama server, each on loopback."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,9 @@ import pytest
 from nemo_tui.backends.embedded import DEFAULT_MODEL_NAME, EmbeddedBackend, default_model_path
 from tests.fakes import FakeOllama
 
-SERVER_CONTEXT = 2048
-"""The context the llama-cpp-python server is started with."""
+from .support import SERVER_CONTEXT, free_port
+
 _SERVER_START_DEADLINE_S = 90.0
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

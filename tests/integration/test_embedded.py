@@ -31,6 +31,8 @@ from nemo_tui.backends.embedded import (
 )
 from nemo_tui.config import Config, parse_config
 
+from .support import close_stream
+
 pytestmark = pytest.mark.integration
 
 MODEL = DEFAULT_MODEL_NAME
@@ -103,7 +105,7 @@ async def test_closing_the_stream_stops_it_and_the_model_stays_usable(
             received += 1
         if received == 3:
             break
-    await stream.aclose()
+    await close_stream(stream)
 
     text, end = await collect(embedded, QUESTION, SHORT)
 

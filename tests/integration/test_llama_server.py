@@ -20,7 +20,7 @@ from nemo_tui.backends.base import (
 from nemo_tui.backends.embedded import DEFAULT_MODEL_NAME, EmbeddedBackend
 from nemo_tui.backends.openai_compat import OpenAICompatBackend
 
-from .conftest import SERVER_CONTEXT, free_port
+from .support import SERVER_CONTEXT, close_stream, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ async def test_a_closed_stream_leaves_the_server_ready_for_the_next_request(
     async for event in stream:
         if isinstance(event, TokenChunk):
             break
-    await stream.aclose()
+    await close_stream(stream)
 
     events = [e async for e in server.stream_chat(model, QUESTION, SHORT)]
 

@@ -22,8 +22,9 @@ from nemo_tui.backends.base import (
     TokenChunk,
 )
 from nemo_tui.backends.ollama import OllamaBackend
-from tests.fakes import DEFAULT_MODELS, FakeOllama, Fault
-from tests.fakes.ollama_server import ANSWER_WORDS
+from tests.fakes import ANSWER_WORDS, DEFAULT_MODELS, FakeOllama, Fault
+
+from .support import close_stream
 
 pytestmark = pytest.mark.integration
 
@@ -314,7 +315,7 @@ async def test_a_stalled_answer_can_be_abandoned_and_the_next_one_works(
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.3):
             await stream.__anext__()
-    await stream.aclose()
+    await close_stream(stream)
 
     text, _ = await answer(ollama)
     assert text
@@ -326,7 +327,7 @@ async def test_closing_the_stream_hangs_up_on_the_server() -> None:
         try:
             stream = backend.stream_chat(TINY, QUESTION, OPTIONS)
             await stream.__anext__()
-            await stream.aclose()
+            await close_stream(stream)
             await wait_for(lambda: server.disconnects == 1)
             _, end = await answer(backend)
         finally:
@@ -365,3 +366,29 @@ async def test_the_fake_rejects_keep_alive_text_without_a_unit(fake_ollama: Fake
     assert bare.status_code == 400
     assert bare.json() == {"error": 'time: missing unit in duration "3600"'}
     assert flag.status_code == 400
+
+
+async def test_the_fake_serves_the_generate_form_and_liveness(fake_ollama: FakeOllama) -> None:
+    async with httpx.AsyncClient(base_url=fake_ollama.url) as client:
+        alive = await client.head("/")
+        preload = await client.post("/api/generate", json={"model": TINY, "stream": False})
+        generated = await client.post(
+            "/api/generate", json={"model": TINY, "prompt": "Hi", "stream": False}
+        )
+
+    assert alive.status_code == 200
+    assert preload.json()["done_reason"] == "load"
+    assert generated.json()["response"].split() == list(ANSWER_WORDS[: fake_ollama.answer_tokens])
+
+
+async def test_a_scheduler_that_evicts_makes_room_for_a_bigger_model() -> None:
+    with FakeOllama(memory_limit_mb=4000, evict_to_fit=True) as server:
+        backend = OllamaBackend(server.url)
+        try:
+            await backend.preload(TINY, OPTIONS)
+            await backend.preload(PHI, GenerationOptions(num_ctx=4096))
+            loaded = [m.name for m in await backend.list_loaded()]
+        finally:
+            await backend.aclose()
+
+    assert loaded == [PHI]

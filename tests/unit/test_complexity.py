@@ -15,14 +15,11 @@ _SUMMARY_PARAGRAPH = (
     "traffic. The council agreed to run a three-month trial of the new routes starting in "
     "spring and to publish ridership figures every month before making a final decision."
 )
-_LONG_REPORT = (
-    "Read the following incident report and tell me what went wrong.\n\n"
-    + " ".join(
-        f"At {h:02d}:00 the operator logged routine readings, noted that the backup generator "
-        "was tested, that the cooling loop pressure was within limits and that no alarms were "
-        "raised during the shift."
-        for h in range(24)
-    )
+_LONG_REPORT = "Read the following incident report and tell me what went wrong.\n\n" + " ".join(
+    f"At {h:02d}:00 the operator logged routine readings, noted that the backup generator "
+    "was tested, that the cooling loop pressure was within limits and that no alarms were "
+    "raised during the shift."
+    for h in range(24)
 )
 
 # (query, data attached, expected level). Greetings, definitions and simple facts are low;
@@ -154,7 +151,7 @@ def test_attached_data_is_a_reason_and_raises_the_level() -> None:
 def test_plain_query_still_gets_a_reason() -> None:
     assessment = assess_complexity("hello")
     assert assessment.level is LOW
-    assert assessment.reasons == ("short plain ask (1 words)",)
+    assert assessment.reasons == ("short plain ask (1 word)",)
 
 
 def test_empty_query_is_low() -> None:

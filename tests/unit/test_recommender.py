@@ -19,7 +19,7 @@ from nemo_tui.core.recommender import (
 
 CONFIG = Config()
 CATALOG = build_catalog(CONFIG)
-OLLAMA_MODELS = ("tinyllama", "phi3:mini", "biomistral:7b")
+OLLAMA_MODELS = ("tinyllama", "phi3:mini", "biomistral:7b", "gemini-3.5-flash")
 
 
 def machine(total_gb: float, available_gb: float | None = None) -> MemoryProfile:
@@ -122,6 +122,12 @@ def test_not_installed_ideal_is_named_with_the_command_to_get_it() -> None:
     assert rec.model == "phi3:mini"
     assert rec.install_hint.startswith("`ollama pull biomistral:7b`")
     assert rec.installed is True
+
+
+def test_cloud_is_not_offered_when_unavailable() -> None:
+    rec = pick(machine(1, 0.2), Complexity.LOW, installed=("tinyllama",))
+    assert rec.local and not rec.fits
+    assert "no cloud model is configured" in rec.reason
 
 
 def test_only_the_embedded_model_installed() -> None:

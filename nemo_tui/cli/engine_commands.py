@@ -1,0 +1,324 @@
+"""Subcommands that talk to model servers through the engine: ask, models, preload, unload,
+clear-cache, stats."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nemo_tui import paths
+from nemo_tui.backends.discovery import describe_health
+from nemo_tui.cli.context import CommandContext, make_context
+from nemo_tui.cli.event_json import event_json
+from nemo_tui.core.cache_policy import CachedModel
+from nemo_tui.core.recommender import memory_budget_mb, planned_context
+from nemo_tui.engine import Engine
+from nemo_tui.errors import NemoError
+from nemo_tui.events import (
+    Done,
+    EngineEvent,
+    Evicting,
+    Failed,
+    Fallback,
+    Loading,
+    Notice,
+    PromptOptimized,
+    Query,
+    Recommended,
+    Token,
+)
+from nemo_tui.units import format_count, format_mb, format_pct, format_rate, format_seconds
+
+HISTORY_FILE = "history.jsonl"
+
+
+def history_path() -> Path:
+    """Where per-query metrics are kept between runs (no prompts or answers, only numbers)."""
+    return paths.data_dir() / HISTORY_FILE
+
+
+def make_engine(ctx: CommandContext) -> Engine:
+    """An engine for one command: no background monitor, shared metrics history."""
+    return Engine(
+        ctx.config,
+        sampler=ctx.sampler,
+        catalog=ctx.catalog,
+        monitor=False,
+        history_path=history_path(),
+    )
+
+
+def _run(args: argparse.Namespace, body: Callable[[Engine, CommandContext], Awaitable[int]]) -> int:
+    ctx = make_context(args)
+
+    async def main() -> int:
+        engine = make_engine(ctx)
+        try:
+            await engine.start()
+            return await body(engine, ctx)
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(main())
+
+
+def ask(args: argparse.Namespace) -> int:
+    """`nemo-tui ask QUERY`: stream an answer to stdout, a one-line summary to stderr."""
+    data = Path(args.data).expanduser() if args.data else None
+    if data is not None and not data.is_file():
+        raise NemoError(f"no such data file: {data}", fix="check the path given to --data")
+    query = Query(args.query, model=args.model, data_file=data)
+
+    async def body(engine: Engine, ctx: CommandContext) -> int:
+        if not any(h.up for h in engine.healths()):
+            raise NemoError(
+                "no model backend is up:\n  " + "\n  ".join(describe_health(engine.healths())),
+                fix="start Ollama (`ollama serve`), or install the embedded model with"
+                " pip install 'nemo-tui[local]'",
+            )
+        handle = engine.submit(query)
+        summary = _Summary()
+        try:
+            async for event in handle.events():
+                if args.json:
+                    print(json.dumps(event_json(event)), flush=True)
+                else:
+                    summary.show(event)
+        except asyncio.CancelledError:
+            handle.cancel()
+            raise
+        final = await handle.result()
+        if not args.json:
+            summary.finish(final)
+        return 0 if isinstance(final, Done) else 1
+
+    return _run(args, body)
+
+
+class _Summary:
+    """Turns engine events into the human output of `ask`: answer on stdout, the rest on stderr."""
+
+    def __init__(self) -> None:
+        self.reason = ""
+        self.reduction = ""
+
+    def show(self, event: EngineEvent) -> None:
+        if isinstance(event, Token):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, Recommended):
+            self.reason = event.recommendation.reason
+            if event.warning:
+                _note(f"warning: {event.warning}")
+        elif isinstance(event, PromptOptimized) and event.result.truncated:
+            result = event.result
+            self.reduction = (
+                f"prompt {format_count(result.original_tokens)} ->"
+                f" {format_count(result.optimized_tokens)} tokens"
+                f" ({format_pct(result.reduction_pct / 100)} smaller)"
+            )
+        elif isinstance(event, Fallback):
+            _note(f"{event.from_model} failed ({event.why}); trying {event.to_model}")
+        elif isinstance(event, Evicting):
+            _note(f"unloaded {event.model}: {event.reason}")
+        elif isinstance(event, Loading):
+            _note(f"loading {event.model} on {event.backend}...")
+        elif isinstance(event, Notice):
+            _note(("warning: " if event.warning else "") + event.message)
+
+    def finish(self, final: EngineEvent) -> None:
+        if isinstance(final, Done):
+            if final.text and not final.text.endswith("\n"):
+                sys.stdout.write("\n")
+            parts = [
+                f"{final.model} ({final.backend})",
+                f"{format_count(final.tokens_in)} tokens in, {format_count(final.tokens_out)} out",
+                format_rate(final.tokens_per_s),
+                self.reduction or "prompt unchanged",
+                _cache(final.cache_hit, final.load_s),
+            ]
+            if final.fallbacks:
+                parts.append(f"after {', '.join(final.fallbacks)} failed")
+            _note(" | ".join(parts))
+            if self.reason:
+                _note(f"why: {self.reason}")
+        elif isinstance(final, Failed):
+            if final.partial_text:
+                sys.stdout.write("\n")
+                _note(f"(partial answer from {final.model} kept above)")
+            _note(f"{final.error.title}: {final.error.one_line()}")
+        else:
+            _note("cancelled")
+
+
+def _cache(hit: bool | None, load_s: float | None) -> str:
+    if hit is None:
+        return "cloud"
+    if hit:
+        return "cache hit"
+    return f"cache miss (loaded in {format_seconds(load_s)})"
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class _ModelRow:
+    name: str
+    backend: str
+    tier: str
+    installed: bool
+    resident: CachedModel | None
+    num_ctx: int
+    estimated_mb: float
+    fits: bool
+
+    def to_json(self) -> dict[str, object]:
+        loaded = self.resident
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "tier": self.tier,
+            "installed": self.installed,
+            "loaded": loaded is not None,
+            "size_mb": round(loaded.size_mb, 1) if loaded else None,
+            "vram_share": round(loaded.vram_share, 3) if loaded else None,
+            "expires_at": _iso(loaded.expires_at) if loaded else None,
+            "num_ctx": self.num_ctx,
+            "estimated_mb": round(self.estimated_mb, 1),
+            "fits": self.fits,
+        }
+
+
+def models(args: argparse.Namespace) -> int:
+    """`nemo-tui models`: installed and loaded models, their memory at the planned context."""
+
+    async def body(engine: Engine, ctx: CommandContext) -> int:
+        profile = engine.sample()
+        budget = memory_budget_mb(profile, engine.config.memory_thresholds.cache_limit)
+        installed = engine.installed_names()
+        resident = {m.name: m for m in engine.cached_models()}
+        rows = []
+        for name in engine.model_choices():
+            spec = engine.catalog.get(name)
+            if spec is None:
+                continue
+            loaded = resident.get(name)
+            if loaded is not None and loaded.context_length:
+                num_ctx = loaded.context_length
+            else:
+                num_ctx = planned_context(spec, profile, engine.config)
+            estimate = spec.estimate(num_ctx).total_mb if spec.local else 0.0
+            fits = (not spec.local) or loaded is not None or estimate <= budget
+            rows.append(
+                _ModelRow(
+                    name,
+                    spec.backend,
+                    spec.tier.value,
+                    name in installed,
+                    loaded,
+                    num_ctx,
+                    estimate,
+                    fits,
+                )
+            )
+        if args.json:
+            up = [h.backend for h in engine.healths() if h.up]
+            report = {
+                "budget_mb": round(budget, 1),
+                "backends_up": up,
+                "models": [row.to_json() for row in rows],
+            }
+            print(json.dumps(report, indent=2))
+            return 0
+        for line in describe_health(engine.healths()):
+            print(line)
+        print(f"\nMemory free under the cache limit: {format_mb(budget)}\n")
+        print(f"{'model':<22} {'backend':<9} {'state':<10} {'ctx':>7} {'needs':>9} {'fits':>5}")
+        for row in rows:
+            state = "loaded" if row.resident else "installed" if row.installed else "-"
+            print(
+                f"{row.name:<22} {row.backend:<9} {state:<10} {row.num_ctx:>7,}"
+                f" {format_mb(row.estimated_mb):>9} {'yes' if row.fits else 'no':>5}"
+            )
+            if row.resident is not None:
+                print(
+                    f"{'':<22} resident {format_mb(row.resident.size_mb)},"
+                    f" {format_pct(row.resident.vram_share)} in VRAM,"
+                    f" {_expires(row.resident.expires_at)}"
+                )
+        return 0
+
+    return _run(args, body)
+
+
+def preload(args: argparse.Namespace) -> int:
+    """`nemo-tui preload MODEL`: load a model now, if memory allows."""
+    return _cache_action(args, lambda engine: engine.preload(args.model))
+
+
+def unload(args: argparse.Namespace) -> int:
+    """`nemo-tui unload MODEL`."""
+    return _cache_action(args, lambda engine: engine.unload(args.model))
+
+
+def clear_cache(args: argparse.Namespace) -> int:
+    """`nemo-tui clear-cache`: unload every loaded model."""
+    return _cache_action(args, lambda engine: engine.clear_cache())
+
+
+def _cache_action(args: argparse.Namespace, action: Callable[[Engine], Awaitable[object]]) -> int:
+    async def body(engine: Engine, ctx: CommandContext) -> int:
+        result = await action(engine)
+        ok = bool(getattr(result, "ok", False))
+        print(getattr(result, "message", ""), file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+
+    return _run(args, body)
+
+
+def stats(args: argparse.Namespace) -> int:
+    """`nemo-tui stats`: system, models, optimization settings and metrics (getMemoryStats)."""
+
+    async def body(engine: Engine, ctx: CommandContext) -> int:
+        data = engine.stats()
+        if args.json:
+            print(json.dumps(data, indent=2))
+            return 0
+        metrics = engine.metrics
+        print(f"Queries            {metrics.queries}")
+        print(f"Cache hit rate     {format_pct(metrics.cache_hit_rate)}")
+        print(f"Truncation rate    {format_pct(metrics.truncation_rate)}")
+        print(f"Fallback usage     {format_pct(metrics.fallback_rate)}")
+        print(f"Cloud share        {format_pct(metrics.cloud_share)}")
+        latency = metrics.latency_percentiles()
+        for name, label in (("first_token_s", "First token"), ("total_s", "Total time")):
+            values = latency.get(name, {})
+            print(
+                f"{label:<18} p50 {format_seconds(values.get('p50'))},"
+                f" p90 {format_seconds(values.get('p90'))}"
+            )
+        print()
+        for line in describe_health(engine.healths()):
+            print(line)
+        return 0
+
+    return _run(args, body)
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _expires(epoch: float | None) -> str:
+    if epoch is None:
+        return "kept until unloaded"
+    return f"expires in {format_seconds(max(0.0, epoch - time.time()))}"

@@ -1,0 +1,539 @@
+"""The one shared engine: owns all model traffic, runs queries one at a time, manages the cache.
+
+Callers submit a Query and read typed events; the CLI and the dashboard are both just
+subscribers. Queries run in submission order on one worker task; cache actions (preload, unload,
+clear) take the same lock, so no two operations ever talk to a model server at once (which
+llama-cpp-python's server, for one, punishes by interrupting the running stream).
+
+A monitor task samples memory every `gauge_interval_s`: a change of pressure level is announced,
+and `critical` pressure evicts every model but the one in use. Every `refresh_interval_s` it
+re-probes the backends (one that comes back is used again), re-reads what they hold, and, when
+idle, preloads the model most used lately (`predictive_preloading`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from nemo_tui.backends.base import Backend, BackendError, BackendHealth
+from nemo_tui.config import Config
+from nemo_tui.core.cache_policy import (
+    CachedModel,
+    CacheTracker,
+    UsageRecord,
+    plan_pressure_relief,
+    plan_room,
+    predictive_choice,
+)
+from nemo_tui.core.catalog import Catalog, build_catalog
+from nemo_tui.core.complexity import Complexity
+from nemo_tui.core.memory import (
+    MemoryProfile,
+    MemorySampler,
+    PressureLevel,
+    PressureWatcher,
+    pressure_level,
+)
+from nemo_tui.core.metrics import Metrics
+from nemo_tui.core.recommender import (
+    Recommendation,
+    RecommendationRequest,
+    batch_for,
+    planned_context,
+    recommend,
+)
+from nemo_tui.core.reports import memory_json
+from nemo_tui.engine.history import load_history
+from nemo_tui.engine.pipeline import RunEnvironment, RunState, evict, run_query
+from nemo_tui.engine.planning import QueryPlan, plan_query
+from nemo_tui.engine.registry import BackendRegistry
+from nemo_tui.events import (
+    FINAL_EVENTS,
+    BackendsChanged,
+    Cancelled,
+    Done,
+    EngineEvent,
+    Failed,
+    Loading,
+    PressureChanged,
+    Query,
+    Queued,
+)
+from nemo_tui.units import format_mb, format_seconds
+
+PROBE_TIMEOUT_S = 2.0
+IDLE_BEFORE_PREDICTING_S = 10.0
+"""Quiet time after the last query before predictive preloading may start a load."""
+
+
+@dataclass(frozen=True)
+class CacheActionResult:
+    """What a preload, unload or clear did, or why it was refused."""
+
+    ok: bool
+    message: str
+    evicted: tuple[str, ...] = ()
+    freed_mb: float | None = None
+
+
+_END = object()
+
+
+class _Channel:
+    """An unbounded queue of events that ends with a sentinel."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+
+    def put(self, item: object) -> None:
+        self.queue.put_nowait(item)
+
+    async def drain(self) -> AsyncIterator[EngineEvent]:
+        while True:
+            item = await self.queue.get()
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+
+
+class QueryHandle:
+    """A submitted query: its events, its result, and a way to stop it."""
+
+    def __init__(self, query: Query, engine: Engine) -> None:
+        self.query = query
+        self._engine = engine
+        self._channel = _Channel()
+        self._final: asyncio.Future[EngineEvent] = asyncio.get_running_loop().create_future()
+        self.cancel_requested = False
+
+    def events(self) -> AsyncIterator[EngineEvent]:
+        """This query's events; the iteration ends after Done, Failed or Cancelled."""
+        return self._channel.drain()
+
+    def cancel(self) -> None:
+        """Stop the query: a queued one never starts, a running one stops streaming promptly."""
+        self.cancel_requested = True
+        self._engine._cancel(self)
+
+    async def result(self) -> Done | Failed | Cancelled:
+        """Wait for the final event."""
+        final = await self._final
+        assert isinstance(final, Done | Failed | Cancelled)
+        return final
+
+    def _deliver(self, event: EngineEvent) -> None:
+        self._channel.put(event)
+        if isinstance(event, FINAL_EVENTS):
+            self._channel.put(_END)
+            if not self._final.done():
+                self._final.set_result(event)
+
+
+class Engine:
+    """The shared engine. Create it, `await start()`, submit queries, `await aclose()`.
+
+    Args:
+        config: The validated configuration; replace it later with `update_config`.
+        sampler: Where memory profiles come from (real or simulated).
+        backends: The backends in fallback order; None builds them from the config.
+        catalog: The model catalog; None builds it from the config.
+        monitor: Run the background monitor (pressure, health, predictive preloading).
+        history_path: A file where per-query metrics are kept between runs.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sampler: MemorySampler,
+        backends: Sequence[Backend] | None = None,
+        catalog: Catalog | None = None,
+        monitor: bool = True,
+        history_path: Path | None = None,
+    ) -> None:
+        if backends is None:
+            from nemo_tui.backends.discovery import build_backends
+
+            backends = build_backends(config)
+        self.metrics = Metrics()
+        self._tracker = CacheTracker()
+        self._registry = BackendRegistry(backends, catalog or build_catalog(config), self._tracker)
+        self._env = RunEnvironment(
+            config=config,
+            sampler=sampler,
+            registry=self._registry,
+            tracker=self._tracker,
+            metrics=self.metrics,
+            usage=[],
+            num_thread=config.backends.embedded.n_threads,
+            history=history_path,
+        )
+        if history_path is not None:
+            load_history(history_path, self.metrics)
+        self._watcher = PressureWatcher(config.memory_thresholds.pressure_threshold)
+        self._monitor_enabled = monitor
+        self._lock = asyncio.Lock()
+        self._queue: asyncio.Queue[QueryHandle] = asyncio.Queue()
+        self._handles: dict[int, QueryHandle] = {}
+        self._subscribers: list[_Channel] = []
+        self._running: tuple[QueryHandle, asyncio.Task[EngineEvent], RunState] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_query_end = time.monotonic()
+        self._started = False
+
+    @property
+    def config(self) -> Config:
+        """The settings the next query will use."""
+        return self._env.config
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog, including models discovered on the backends."""
+        return self._registry.catalog
+
+    async def start(self) -> list[BackendHealth]:
+        """Probe the backends, learn their models, and start the worker (and monitor)."""
+        healths = await self._registry.probe(PROBE_TIMEOUT_S)
+        self._tasks.append(asyncio.create_task(self._work(), name="nemo-engine-worker"))
+        if self._monitor_enabled:
+            self._tasks.append(asyncio.create_task(self._monitor(), name="nemo-engine-monitor"))
+        self._started = True
+        return healths
+
+    async def aclose(self) -> None:
+        """Stop the worker and monitor, cancel what runs, and close every backend."""
+        if self._running is not None:
+            self._running[1].cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for backend in self._registry.backends:
+            with contextlib.suppress(Exception):
+                await backend.aclose()
+        for channel in self._subscribers:
+            channel.put(_END)
+        self._subscribers.clear()
+
+    def submit(self, query: Query) -> QueryHandle:
+        """Queue a query; it runs after those submitted before it."""
+        if not self._started:
+            raise RuntimeError("Engine.start() must be awaited before submitting queries")
+        handle = QueryHandle(query, self)
+        self._handles[query.id] = handle
+        ahead = self._queue.qsize() + (1 if self._running is not None else 0)
+        self._queue.put_nowait(handle)
+        self._emit(Queued(query.id, ahead))
+        return handle
+
+    def subscribe(self) -> AsyncIterator[EngineEvent]:
+        """Every event the engine emits, until it closes."""
+        channel = _Channel()
+        self._subscribers.append(channel)
+        return channel.drain()
+
+    def update_config(self, config: Config) -> None:
+        """Use new settings from the next query on."""
+        self._env.config = config
+        self._env.num_thread = config.backends.embedded.n_threads
+        self._watcher = PressureWatcher(config.memory_thresholds.pressure_threshold)
+
+    def sample(self) -> MemoryProfile:
+        """The current memory profile."""
+        return self._env.sampler.sample()
+
+    def pressure(self, profile: MemoryProfile) -> PressureLevel:
+        """The pressure level of a profile under the current threshold."""
+        return pressure_level(profile, self.config.memory_thresholds.pressure_threshold)
+
+    def recommend_now(self, complexity: Complexity = Complexity.MEDIUM) -> Recommendation:
+        """What would be picked for a query of this complexity right now."""
+        request = RecommendationRequest(
+            complexity,
+            self._registry.catalog,
+            installed=self._registry.installed_names(),
+            loaded=self._registry.resident(),
+        )
+        return recommend(self.sample(), request, self.config)
+
+    def plan_query(self, query: Query) -> QueryPlan:
+        """How a query would run now, without running it (for a preview before sending).
+
+        Raises:
+            NemoError: the model is unknown or the data file cannot be read.
+        """
+        return plan_query(query, self._env.planning_inputs())
+
+    def model_choices(self) -> list[str]:
+        """Every installed or configured model: installed ones first, smallest tier first."""
+        installed = self._registry.installed_names()
+        specs = sorted(
+            self._registry.catalog,
+            key=lambda s: (s.name not in installed, s.tier.rank, s.name),
+        )
+        return [s.name for s in specs]
+
+    def healths(self) -> list[BackendHealth]:
+        """The last probe of every backend."""
+        return self._registry.healths()
+
+    def cached_models(self) -> list[CachedModel]:
+        """Every model resident in a backend, most recently used first."""
+        return self._tracker.resident()
+
+    def installed_names(self) -> set[str]:
+        """Every model an up backend can serve."""
+        return self._registry.installed_names()
+
+    async def refresh(self) -> None:
+        """Re-read which models the backends hold."""
+        async with self._lock:
+            await self._registry.sync_loaded()
+
+    async def probe(self) -> list[BackendHealth]:
+        """Probe the backends again now."""
+        async with self._lock:
+            return await self._registry.probe(PROBE_TIMEOUT_S)
+
+    async def preload(self, model: str) -> CacheActionResult:
+        """Load a model so the next query using it starts fast, if memory allows."""
+        async with self._lock:
+            return await self._preload(model, query_id=0)
+
+    async def unload(self, model: str) -> CacheActionResult:
+        """Unload one resident model."""
+        async with self._lock:
+            resident = self._tracker.get(model)
+            if resident is None:
+                return CacheActionResult(False, f"{model} is not loaded")
+            freed = await self._evict(resident, "unloaded by hand")
+            return CacheActionResult(
+                True, f"Unloaded {resident.name}{_freed(freed)}", (resident.name,), freed
+            )
+
+    async def clear_cache(self) -> CacheActionResult:
+        """Unload every resident model."""
+        async with self._lock:
+            await self._registry.sync_loaded()
+            resident = self._tracker.resident()
+            if not resident:
+                return CacheActionResult(True, "No models were loaded")
+            freed_total = 0.0
+            measured = False
+            for model in resident:
+                freed = await self._evict(model, "cache cleared")
+                if freed is not None:
+                    freed_total += freed
+                    measured = True
+            names = tuple(m.name for m in resident)
+            total = freed_total if measured else None
+            return CacheActionResult(
+                True, f"Unloaded {', '.join(names)}{_freed(total)}", names, total
+            )
+
+    def stats(self) -> dict[str, object]:
+        """What `getMemoryStats` reported in the original: system, models, settings, metrics."""
+        profile = self.sample()
+        resident = self._tracker.resident()
+        return {
+            "system": memory_json(profile, self.pressure(profile)),
+            "models": {
+                "resident": [
+                    {
+                        "name": m.name,
+                        "backend": m.backend,
+                        "size_mb": round(m.size_mb, 1),
+                        "vram_mb": round(m.vram_mb, 1),
+                        "context_length": m.context_length,
+                        "expires_at": m.expires_at,
+                        "hits": m.hits,
+                        "last_used": m.last_used,
+                    }
+                    for m in resident
+                ],
+                "resident_total_mb": round(self._tracker.total_mb(), 1),
+                "installed": sorted(self._registry.installed_names()),
+            },
+            "optimization": msgspec.to_builtins(self.config.optimization),
+            "metrics": self.metrics.to_json(),
+            "backends": [
+                {
+                    "name": h.backend,
+                    "url": h.url,
+                    "up": h.up,
+                    "version": h.version,
+                    "detail": h.detail,
+                }
+                for h in self._registry.healths()
+            ],
+        }
+
+    def _emit(self, event: EngineEvent) -> None:
+        handle = self._handles.get(event.query_id) if event.query_id else None
+        if handle is not None:
+            handle._deliver(event)
+            if isinstance(event, FINAL_EVENTS):
+                del self._handles[event.query_id]
+        for channel in self._subscribers:
+            channel.put(event)
+
+    def _cancel(self, handle: QueryHandle) -> None:
+        if self._running is not None and self._running[0] is handle:
+            self._running[1].cancel()
+
+    async def _work(self) -> None:
+        """Run queued queries one at a time, in order."""
+        while True:
+            handle = await self._queue.get()
+            if handle.cancel_requested:
+                self._emit(Cancelled(handle.query.id))
+                continue
+            state = RunState()
+            async with self._lock:
+                task = asyncio.create_task(
+                    run_query(self._env, handle.query, state, self._emit),
+                    name=f"nemo-query-{handle.query.id}",
+                )
+                self._running = (handle, task, state)
+                try:
+                    final = await task
+                except asyncio.CancelledError:
+                    if not handle.cancel_requested:
+                        raise  # the worker itself is being stopped
+                    final = Cancelled(handle.query.id, state.text, state.model)
+                except Exception as exc:  # a bug must not kill the worker and every later query
+                    final = Failed(handle.query.id, _internal_error(exc), state.text, state.model)
+                finally:
+                    self._running = None
+                    self._last_query_end = time.monotonic()
+            self._emit(final)
+
+    async def _monitor(self) -> None:
+        """Pressure every gauge interval; health, residents and predictions every refresh."""
+        next_refresh = time.monotonic() + self.config.monitor.refresh_interval_s
+        while True:
+            await asyncio.sleep(self.config.monitor.gauge_interval_s)
+            profile = self.sample()
+            change = self._watcher.update(profile)
+            if change is not None:
+                action = await self._relieve_pressure(change.current)
+                self._emit(PressureChanged(change, action))
+            if time.monotonic() >= next_refresh:
+                next_refresh = time.monotonic() + self.config.monitor.refresh_interval_s
+                await self._refresh_health()
+                await self._predictive_preload()
+
+    async def _relieve_pressure(self, level: PressureLevel) -> str:
+        """Evict per the cache policy; under critical pressure this cannot wait for the query."""
+        in_use = self._running[2].model or None if self._running else None
+        victims = plan_pressure_relief(self._tracker.resident(), level, in_use)
+        if not victims:
+            return ""
+        for victim in victims:
+            await self._evict(victim, f"memory pressure is {level.value}")
+        return f"unloaded {', '.join(v.name for v in victims)} to relieve {level.value} pressure"
+
+    async def _refresh_health(self) -> None:
+        before = {h.backend: h.up for h in self._registry.healths()}
+        if self._lock.locked():
+            return  # a query is running; its own failures say enough
+        async with self._lock:
+            healths = await self._registry.probe(PROBE_TIMEOUT_S)
+        if {h.backend: h.up for h in healths} != before:
+            self._emit(BackendsChanged(tuple(healths)))
+
+    async def _predictive_preload(self) -> None:
+        config = self.config
+        if (
+            not config.optimization.predictive_preloading
+            or not config.optimization.enable_model_caching
+            or self._lock.locked()
+            or not self._env.usage
+            or time.monotonic() - self._last_query_end < IDLE_BEFORE_PREDICTING_S
+        ):
+            return
+        last: UsageRecord = self._env.usage[-1]
+        choice = predictive_choice(self._env.usage, last.complexity)
+        if choice is None or self._tracker.get(choice) is not None:
+            return
+        profile = self.sample()
+        if self.pressure(profile) is not PressureLevel.NORMAL:
+            return
+        async with self._lock:
+            await self._preload(choice, query_id=0, evict_others=False)
+
+    async def _preload(
+        self, model: str, *, query_id: int, evict_others: bool = True
+    ) -> CacheActionResult:
+        spec = self._registry.catalog.get(model)
+        if spec is None:
+            return CacheActionResult(False, f"{model} is not a known model")
+        if not spec.local:
+            return CacheActionResult(False, f"{model} runs in the cloud; nothing to preload")
+        backend = self._registry.backend_for(spec)
+        if backend is None:
+            return CacheActionResult(False, f"{spec.backend} is not available for {model}")
+        if self._tracker.get(model) is not None:
+            return CacheActionResult(True, f"{model} is already loaded")
+        profile = self.sample()
+        evictable = self._tracker.total_mb() if evict_others else 0.0
+        num_ctx = planned_context(spec, profile, self.config, evictable_mb=evictable)
+        need_mb = spec.estimate(num_ctx).total_mb
+        room = plan_room(
+            self._tracker.resident(),
+            model,
+            need_mb,
+            profile,
+            self.config.memory_thresholds.cache_limit,
+        )
+        if not room.fits or (room.evict and not evict_others):
+            return CacheActionResult(False, f"Not loading {model}: {room.reason}")
+        evicted = []
+        for victim in room.evict:
+            await self._evict(victim, room.reason)
+            evicted.append(victim.name)
+        self._emit(Loading(query_id, model, backend.name))
+        started = time.perf_counter()
+        options = self._env.options(
+            Query(""), num_ctx, batch_for(spec, num_ctx, profile, self.config)
+        )
+        try:
+            await backend.preload(model, options)
+        except BackendError as exc:
+            return CacheActionResult(
+                False, f"Could not load {model}: {exc.one_line()}", tuple(evicted)
+            )
+        self._tracker.record_load(backend.name, model, need_mb, num_ctx)
+        await self._registry.sync_loaded()
+        took = format_seconds(time.perf_counter() - started)
+        message = f"Loaded {model} ({format_mb(need_mb)} estimated) in {took}"
+        if evicted:
+            message += f"; unloaded {', '.join(evicted)} to make room"
+        return CacheActionResult(True, message, tuple(evicted))
+
+    async def _evict(self, model: CachedModel, reason: str) -> float | None:
+        try:
+            return await evict(self._env, 0, model.name, model.backend, reason, self._emit)
+        except BackendError:
+            return None
+
+
+def _freed(freed_mb: float | None) -> str:
+    return f", {format_mb(freed_mb)} freed" if freed_mb is not None else ""
+
+
+def _internal_error(exc: Exception) -> BackendError:
+    return BackendError(
+        f"internal error: {type(exc).__name__}: {exc}",
+        backend="engine",
+        fix="please report this; the engine keeps serving other queries",
+    )

@@ -1,0 +1,425 @@
+"""Run one query end to end: plan, make room, load, stream, record; fall back on failure.
+
+Per query: complexity -> recommendation (or the override) -> prompt fitted to the model's
+context -> room made under the cache limit and the model loaded -> answer streamed -> metrics.
+A model that fails before its first token hands over to the next one in the chain (out of memory
+-> next smaller local model -> cloud; unreachable -> next backend; no first token within
+`max_wait_time_ms` -> next). Once tokens have been shown, a failure ends the query and the partial
+answer is kept: restarting on another model would silently replace what the user already read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nemo_tui.backends.base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    ChatMessage,
+    GenerationOptions,
+    OutOfMemory,
+    StreamBroken,
+    StreamEnd,
+    TokenChunk,
+)
+from nemo_tui.config import Config
+from nemo_tui.core.cache_policy import CacheTracker, UsageRecord, plan_room
+from nemo_tui.core.catalog import ModelSpec
+from nemo_tui.core.memory import MemorySampler
+from nemo_tui.core.metrics import Metrics, QueryRecord
+from nemo_tui.core.optimizer import OptimizedPrompt
+from nemo_tui.core.recommender import batch_for, planned_context
+from nemo_tui.engine.history import append_history
+from nemo_tui.engine.planning import (
+    PlanningInputs,
+    QueryPlan,
+    answer_tokens,
+    fit_prompt,
+    plan_query,
+)
+from nemo_tui.engine.registry import BackendRegistry
+from nemo_tui.errors import NemoError
+from nemo_tui.events import (
+    Done,
+    EngineEvent,
+    Evicting,
+    Failed,
+    Fallback,
+    Loading,
+    Notice,
+    PromptOptimized,
+    Query,
+    Recommended,
+    Token,
+)
+from nemo_tui.units import format_count, format_seconds
+
+Emit = Callable[[EngineEvent], None]
+
+EXACT_TRUNCATION_RATIO = 0.95
+"""With exact token counts, a server that evaluated less than this share of the prompt cut it."""
+ESTIMATED_TRUNCATION_RATIO = 0.75
+"""With estimated counts the heuristic's error needs a wider margin before crying truncation."""
+
+
+class FirstTokenTimeout(BackendError):
+    """The model produced no token within `max_wait_time_ms`."""
+
+    title = "No answer in time"
+
+
+@dataclass
+class RunState:
+    """What a running query has produced so far; read when it is cancelled."""
+
+    model: str = ""
+    parts: list[str] = field(default_factory=list)
+    server_truncated: bool = False
+
+    @property
+    def text(self) -> str:
+        """The answer so far."""
+        return "".join(self.parts)
+
+
+@dataclass
+class RunEnvironment:
+    """The engine's shared state a query run reads and updates."""
+
+    config: Config
+    sampler: MemorySampler
+    registry: BackendRegistry
+    tracker: CacheTracker
+    metrics: Metrics
+    usage: list[UsageRecord]
+    num_thread: int | None = None
+    history: Path | None = None
+    """Where per-query metrics are appended, when they are kept between runs."""
+
+    def planning_inputs(self) -> PlanningInputs:
+        """A fresh snapshot of everything the planner looks at."""
+        return PlanningInputs(
+            profile=self.sampler.sample(),
+            config=self.config,
+            catalog=self.registry.catalog,
+            installed=self.registry.installed_names(),
+            loaded=self.registry.resident(),
+        )
+
+    def options(self, query: Query, num_ctx: int, num_batch: int) -> GenerationOptions:
+        """Request options; load-time ones depend only on settings and the planned context."""
+        return GenerationOptions(
+            num_ctx=num_ctx,
+            num_batch=num_batch,
+            use_mmap=self.config.optimization.use_memory_mapping,
+            num_thread=self.num_thread,
+            max_tokens=answer_tokens(query),
+            keep_alive=None if self.config.optimization.enable_model_caching else 0,
+        )
+
+
+@dataclass
+class _Attempt:
+    """One model's try at the query."""
+
+    spec: ModelSpec
+    backend: Backend
+    prompt: OptimizedPrompt
+    num_ctx: int
+    num_batch: int
+
+
+async def run_query(env: RunEnvironment, query: Query, state: RunState, emit: Emit) -> EngineEvent:
+    """Run a query to its final event (Done or Failed), emitting progress on the way.
+
+    Cancellation propagates as `asyncio.CancelledError`; the caller reports `state.text`.
+    """
+    try:
+        plan = plan_query(query, env.planning_inputs())
+    except NemoError as exc:
+        return Failed(query.id, exc)
+    rec = plan.recommendation
+    emit(Recommended(query.id, rec, plan.complexity, plan.override, plan.warning))
+    chain = [rec.model, *rec.fallbacks]
+    tried: list[str] = []
+    errors: list[NemoError] = []
+    started = time.perf_counter()
+    attempt: _Attempt | None = None
+    for index, name in enumerate(chain):
+        following = chain[index + 1] if index + 1 < len(chain) else None
+        prepared = _prepare(env, query, plan, name, first=index == 0, emit=emit)
+        if isinstance(prepared, NemoError):
+            errors.append(prepared)
+        else:
+            attempt = prepared
+            state.model = name
+            try:
+                done = await _run_attempt(env, query, attempt, tried, state, emit, started)
+            except BackendError as exc:
+                errors.append(exc)
+                if state.parts:
+                    break
+            else:
+                _record(env, attempt, started, errors, done, state)
+                env.usage.append(UsageRecord(plan.complexity.level.value, name, time.time()))
+                return done
+        tried.append(name)
+        if following is not None:
+            emit(Fallback(query.id, name, following, errors[-1].one_line()))
+    error = errors[-1] if errors else NemoError("no model could answer")
+    if attempt is not None:
+        _record(env, attempt, started, errors, None, state)
+    return Failed(query.id, error, state.text, state.model or chain[-1])
+
+
+def _prepare(
+    env: RunEnvironment, query: Query, plan: QueryPlan, name: str, *, first: bool, emit: Emit
+) -> _Attempt | NemoError:
+    """Find the model's backend and fit the prompt to its context; an error when it can't run."""
+    spec = env.registry.catalog.get(name)
+    if spec is None:
+        return NemoError(f"{name} is not in the catalog")
+    backend = env.registry.backend_for(spec)
+    if backend is None:
+        return BackendUnavailable(
+            f"{spec.backend} is not available for {name}",
+            backend=spec.backend,
+            fix="start it, or check `nemo-tui models` for which backends are up",
+        )
+    if first:
+        rec = plan.recommendation
+        emit(PromptOptimized(query.id, name, plan.budget_tokens, plan.optimized))
+        return _Attempt(spec, backend, plan.optimized, rec.num_ctx, rec.num_batch)
+    inputs = env.planning_inputs()
+    num_ctx = planned_context(spec, inputs.profile, env.config, plan.optimized.original_tokens)
+    _, optimized, budget = fit_prompt(query, num_ctx, env.config)
+    emit(PromptOptimized(query.id, name, budget, optimized))
+    return _Attempt(
+        spec, backend, optimized, num_ctx, batch_for(spec, num_ctx, inputs.profile, env.config)
+    )
+
+
+async def _run_attempt(
+    env: RunEnvironment,
+    query: Query,
+    attempt: _Attempt,
+    tried: list[str],
+    state: RunState,
+    emit: Emit,
+    started: float,
+) -> Done:
+    spec, backend = attempt.spec, attempt.backend
+    options = env.options(query, attempt.num_ctx, attempt.num_batch)
+    cache_hit: bool | None = None
+    load_s: float | None = None
+    if spec.local:
+        cache_hit, load_s = await _make_room_and_load(env, query.id, attempt, options, emit)
+    sent_tokens, exact = await _count_prompt(backend, spec.name, attempt.prompt)
+    request_started = time.perf_counter()
+    first_token_s: float | None = None
+    end: StreamEnd | None = None
+    wait_s = env.config.preferences.max_wait_time_ms / 1000
+    stream = backend.stream_chat(spec.name, [ChatMessage("user", attempt.prompt.text)], options)
+    iterator = aiter(stream)
+    try:
+        while True:
+            try:
+                if first_token_s is None:
+                    event = await asyncio.wait_for(anext(iterator), wait_s)
+                else:
+                    event = await anext(iterator)
+            except StopAsyncIteration:
+                break
+            except TimeoutError as exc:
+                raise FirstTokenTimeout(
+                    f"{spec.name} gave no answer within {format_seconds(wait_s)}",
+                    backend=backend.name,
+                    fix="raise preferences.max_wait_time_ms, or use a smaller model",
+                ) from exc
+            if isinstance(event, TokenChunk):
+                if first_token_s is None:
+                    first_token_s = time.perf_counter() - request_started
+                state.parts.append(event.text)
+                emit(Token(query.id, event.text))
+            elif isinstance(event, StreamEnd):
+                end = event
+            else:
+                emit(Notice(query.id, event.message))
+    finally:
+        # Closing the generator closes the HTTP response or stops the in-process generation,
+        # so a cancelled or failed stream leaves the backend ready for the next request.
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+    if first_token_s is None and end is not None:
+        first_token_s = time.perf_counter() - request_started
+    if end is None:
+        raise StreamBroken(
+            "the answer stream ended without its final message", backend=backend.name
+        )
+    state.server_truncated = _warn_if_server_truncated(
+        query.id, end, sent_tokens, exact, attempt.num_ctx, emit
+    )
+    total_s = time.perf_counter() - started
+    tokens_out = end.completion_tokens if end.completion_tokens is not None else len(state.parts)
+    rate = _tokens_per_second(end, tokens_out, first_token_s, time.perf_counter() - request_started)
+    if end.load_s is not None and (load_s is None or end.load_s > load_s):
+        load_s = end.load_s
+    if spec.local:
+        env.tracker.record_use(backend.name, spec.name)
+        if not env.config.optimization.enable_model_caching:
+            await _unload_after_use(env, query.id, attempt, emit)
+    return Done(
+        query_id=query.id,
+        model=spec.name,
+        backend=backend.name,
+        text=state.text,
+        tokens_in=end.prompt_tokens if end.prompt_tokens is not None else sent_tokens,
+        tokens_out=tokens_out,
+        tokens_per_s=rate,
+        load_s=load_s,
+        first_token_s=first_token_s,
+        total_s=total_s,
+        cache_hit=cache_hit,
+        reduction_pct=attempt.prompt.reduction_pct,
+        fallbacks=tuple(tried),
+    )
+
+
+async def _make_room_and_load(
+    env: RunEnvironment, query_id: int, attempt: _Attempt, options: GenerationOptions, emit: Emit
+) -> tuple[bool, float | None]:
+    """Evict what must go, then load the model unless it is resident with the same context.
+
+    Returns:
+        Whether it was a cache hit, and the measured load time when it was not.
+    """
+    spec, backend = attempt.spec, attempt.backend
+    resident = env.tracker.get(spec.name)
+    if resident is not None and resident.context_length in (None, attempt.num_ctx):
+        return True, None
+    profile = env.sampler.sample()
+    need_mb = spec.estimate(attempt.num_ctx).total_mb
+    others = [m for m in env.tracker.resident() if m.name != spec.name]
+    room = plan_room(others, spec.name, need_mb, profile, env.config.memory_thresholds.cache_limit)
+    for victim in room.evict:
+        await evict(env, query_id, victim.name, victim.backend, room.reason, emit)
+    if not room.fits:
+        emit(Notice(query_id, room.reason, warning=True))
+    emit(Loading(query_id, spec.name, backend.name))
+    load_started = time.perf_counter()
+    await backend.preload(spec.name, options)
+    load_s = time.perf_counter() - load_started
+    env.tracker.record_load(backend.name, spec.name, need_mb, attempt.num_ctx)
+    await env.registry.sync_loaded()
+    return False, load_s
+
+
+async def evict(
+    env: RunEnvironment, query_id: int, model: str, backend_name: str, reason: str, emit: Emit
+) -> float | None:
+    """Unload one model, record it and say so. Returns the memory freed where measurable."""
+    backend = env.registry.backend(backend_name)
+    freed = await backend.unload(model) if backend is not None else None
+    env.tracker.record_unload(backend_name, model)
+    emit(Evicting(query_id, model, backend_name, reason, freed))
+    return freed
+
+
+async def _unload_after_use(
+    env: RunEnvironment, query_id: int, attempt: _Attempt, emit: Emit
+) -> None:
+    """With model caching off the model leaves memory after every answer."""
+    await evict(
+        env, query_id, attempt.spec.name, attempt.backend.name, "model caching is off", emit
+    )
+
+
+async def _count_prompt(backend: Backend, model: str, prompt: OptimizedPrompt) -> tuple[int, bool]:
+    """Tokens in the prompt: exact when the backend tokenizes, else the optimizer's estimate."""
+    try:
+        tokens = await backend.tokenize(model, prompt.text)
+    except BackendError:
+        tokens = None
+    if tokens is None:
+        return prompt.optimized_tokens, False
+    return len(tokens), True
+
+
+def _warn_if_server_truncated(
+    query_id: int,
+    end: StreamEnd,
+    sent: int,
+    exact: bool,
+    num_ctx: int,
+    emit: Emit,
+) -> bool:
+    """Say so when the server evaluated clearly fewer prompt tokens than were sent.
+
+    Returns:
+        True when the server cut the prompt.
+    """
+    if end.prompt_tokens is None or sent <= 0:
+        return False
+    ratio = EXACT_TRUNCATION_RATIO if exact else ESTIMATED_TRUNCATION_RATIO
+    if end.prompt_tokens >= sent * ratio:
+        return False
+    kind = "" if exact else "about "
+    emit(
+        Notice(
+            query_id,
+            f"the server read only {format_count(end.prompt_tokens)} of {kind}"
+            f"{format_count(sent)} prompt tokens (num_ctx {format_count(num_ctx)}): it cut the"
+            " start of the prompt, so the answer may miss context; turn on context truncation"
+            " or use a model with a larger context",
+            warning=True,
+        )
+    )
+    return True
+
+
+def _tokens_per_second(
+    end: StreamEnd, tokens_out: int, first_token_s: float | None, stream_s: float
+) -> float | None:
+    if end.completion_tokens and end.eval_s:
+        return end.completion_tokens / end.eval_s
+    generating = stream_s - (first_token_s or 0.0)
+    if tokens_out > 1 and generating > 0:
+        return (tokens_out - 1) / generating
+    return None
+
+
+def _record(
+    env: RunEnvironment,
+    attempt: _Attempt,
+    started: float,
+    errors: list[NemoError],
+    done: Done | None,
+    state: RunState,
+) -> None:
+    """One metrics record per query, whatever it took to get there."""
+    record = QueryRecord(
+        model=attempt.spec.name,
+        backend=attempt.backend.name,
+        local=attempt.spec.local,
+        cache_hit=done.cache_hit if done else None,
+        truncated=attempt.prompt.truncated,
+        server_truncated=state.server_truncated,
+        fallbacks=len(done.fallbacks) if done else len(errors),
+        failed=done is None,
+        load_failed=any(isinstance(e, OutOfMemory) for e in errors),
+        first_token_s=done.first_token_s if done else None,
+        total_s=done.total_s if done else time.perf_counter() - started,
+        load_s=done.load_s if done else None,
+        tokens_out=done.tokens_out if done else 0,
+        tokens_per_s=done.tokens_per_s if done else None,
+        at=time.time(),
+    )
+    env.metrics.record(record)
+    if env.history is not None:
+        append_history(env.history, record)

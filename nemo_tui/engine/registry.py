@@ -1,0 +1,168 @@
+"""What the engine knows about its backends: which are up, what they have installed and loaded.
+
+Models a server has but the catalog does not know (say `llama3.2:3b` pulled into Ollama) are added
+to the catalog from the server's own metadata, so they can be recommended, estimated and chosen
+by hand like the built-in tiers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+
+from nemo_tui.backends.base import Backend, BackendError, BackendHealth, InstalledModel, LoadedModel
+from nemo_tui.backends.discovery import probe_all
+from nemo_tui.core.cache_policy import CachedModel, CacheTracker
+from nemo_tui.core.catalog import Catalog, ModelSpec, Tier, spec_from_architecture
+from nemo_tui.core.recommender import ResidentModel
+from nemo_tui.units import bytes_to_mb, format_mb
+
+
+class BackendRegistry:
+    """The backends, their health, their models, and the catalog enriched with what they serve.
+
+    Args:
+        backends: The backends in fallback order.
+        catalog: The configured catalog; models found on servers are added to a copy.
+        tracker: Where resident models are recorded (shared with the engine's cache actions).
+    """
+
+    def __init__(
+        self, backends: Sequence[Backend], catalog: Catalog, tracker: CacheTracker
+    ) -> None:
+        self._backends = list(backends)
+        self._base_catalog = catalog
+        self.catalog = catalog
+        self.tracker = tracker
+        self._health: dict[str, BackendHealth] = {}
+        self._installed: dict[str, list[InstalledModel]] = {}
+        self._discovered: dict[str, ModelSpec] = {}
+
+    @property
+    def backends(self) -> list[Backend]:
+        """All configured backends, up or not, in fallback order."""
+        return list(self._backends)
+
+    def healths(self) -> list[BackendHealth]:
+        """The last probe's result for every backend."""
+        return [self._health[b.name] for b in self._backends if b.name in self._health]
+
+    def is_up(self, name: str) -> bool:
+        """True when the backend answered the last probe."""
+        health = self._health.get(name)
+        return health is not None and health.up
+
+    def backend(self, name: str) -> Backend | None:
+        """The backend with this name, up or not."""
+        return next((b for b in self._backends if b.name == name), None)
+
+    def backend_for(self, spec: ModelSpec) -> Backend | None:
+        """The backend that serves `spec`, or None when it is not configured or down."""
+        backend = self.backend(spec.backend)
+        return backend if backend is not None and self.is_up(backend.name) else None
+
+    def installed_names(self) -> set[str]:
+        """Names of every model an up backend can serve now (the cloud model included)."""
+        names = {
+            m.name for name, models in self._installed.items() if self.is_up(name) for m in models
+        }
+        for spec in self.catalog.cloud_models():
+            if self.is_up(spec.backend):
+                names.add(spec.name)
+        return names
+
+    def resident(self) -> dict[str, ResidentModel]:
+        """Loaded models as the recommender sees them."""
+        return {
+            m.name: ResidentModel(m.name, m.size_mb, m.context_length)
+            for m in self.tracker.resident()
+        }
+
+    async def probe(self, timeout_s: float = 2.0) -> list[BackendHealth]:
+        """Probe every backend, then learn what the up ones have installed and loaded.
+
+        Returns:
+            The health of each backend, in fallback order.
+        """
+        healths = await probe_all(self._backends, timeout_s)
+        self._health = {h.backend: h for h in healths}
+        up = [b for b in self._backends if self.is_up(b.name)]
+        await asyncio.gather(*(self._learn_installed(b) for b in up))
+        await self.sync_loaded()
+        self._rebuild_catalog()
+        return healths
+
+    async def sync_loaded(self) -> None:
+        """Re-read which models each up local backend holds in memory."""
+        for backend in self._backends:
+            if not backend.local or not self.is_up(backend.name):
+                continue
+            try:
+                loaded = await backend.list_loaded()
+            except BackendError:
+                continue
+            self.tracker.sync(backend.name, [_cached(m) for m in loaded])
+
+    async def _learn_installed(self, backend: Backend) -> None:
+        try:
+            models = await backend.list_installed()
+        except BackendError:
+            models = []
+        self._installed[backend.name] = models
+        for model in models:
+            known = self._base_catalog.get(model.name)
+            if known is not None and known.architecture is not None:
+                continue
+            try:
+                arch = await backend.model_metadata(model.name)
+            except BackendError:
+                arch = None
+            if arch is not None:
+                self._discovered[model.name] = (
+                    known.with_architecture(arch)
+                    if known is not None
+                    else spec_from_architecture(
+                        model.name, arch, backend.name, f"installed on {backend.name}"
+                    )
+                )
+            elif known is None:
+                self._discovered[model.name] = _sized_by_file(model, backend.name)
+
+    def _rebuild_catalog(self) -> None:
+        catalog = self._base_catalog
+        for spec in self._discovered.values():
+            catalog = catalog.with_model(spec)
+        self.catalog = catalog
+
+
+def _sized_by_file(model: InstalledModel, backend: str) -> ModelSpec:
+    """A catalog entry for a served model with no metadata: sized from its file, when known.
+
+    Servers such as llama-server hold their one model from start-up and manage its memory
+    themselves; with no file size either, the entry says so and estimates nothing.
+    """
+    if model.disk_bytes:
+        weights = bytes_to_mb(model.disk_bytes)
+        low, high = weights * 1.1, weights * 1.5
+        tier = Tier.LOW if high <= 2048 else Tier.MEDIUM if high <= 4096 else Tier.HIGH
+        note = f"on {backend}, sized from its {format_mb(weights)} file"
+    else:
+        low = high = 0.0
+        tier = Tier.LOW
+        note = f"on {backend}, which manages its memory itself"
+    return ModelSpec(model.name, tier, backend, note, min_memory_mb=low, max_memory_mb=high)
+
+
+def _cached(model: LoadedModel) -> CachedModel:
+    expires: float | None = None
+    if isinstance(model.expires_at, datetime):
+        expires = model.expires_at.timestamp()
+    return CachedModel(
+        name=model.name,
+        backend=model.backend,
+        size_mb=model.size_mb,
+        vram_mb=model.vram_mb,
+        context_length=model.context_length,
+        expires_at=expires,
+    )

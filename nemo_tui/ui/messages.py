@@ -1,0 +1,50 @@
+"""The messages background workers post to the app.
+
+Workers never touch widgets; they post one of these and the app's handlers update the screen on
+the event loop. Widgets' own messages (a toggled setting, an accepted recommendation) live with
+the widget that sends them.
+"""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from nemo_tui.backends.base import BackendHealth
+from nemo_tui.core.memory import MemoryProfile
+from nemo_tui.events import EngineEvent
+
+
+class MemorySampled(Message):
+    """A fresh memory profile from the sampler thread.
+
+    Only the newest sample matters, so one still waiting in the queue is replaced by the next
+    rather than both being drawn.
+    """
+
+    def __init__(self, profile: MemoryProfile) -> None:
+        super().__init__()
+        self.profile = profile
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer sample supersedes an older one that has not been handled yet."""
+        return isinstance(message, MemorySampled)
+
+
+class EngineEventArrived(Message):
+    """One event from the engine's subscription (query progress, cache actions, pressure)."""
+
+    def __init__(self, event: EngineEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class EngineStarted(Message):
+    """The engine probed its backends and is ready for queries."""
+
+    def __init__(self, healths: list[BackendHealth]) -> None:
+        super().__init__()
+        self.healths = healths
+
+
+class CachedModelsChanged(Message):
+    """The backends were asked again which models are resident."""

@@ -1,0 +1,1 @@
+"""The dashboard's screens: the main one, stats, help and the small dialogs."""

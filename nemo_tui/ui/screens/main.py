@@ -1,0 +1,453 @@
+"""The main screen: memory, recommendation, cache, settings and the query pane, all live.
+
+The screen is one more subscriber to the engine's events. Two workers feed it: a short thread
+worker per gauge tick samples memory (reading /proc and NVML must not block the event loop),
+and an async worker relays the engine's event stream. Both only post messages; the handlers
+below update the widgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.notifications import SeverityLevel
+from textual.widgets import Footer, Header
+
+from nemo_tui.backends.base import BackendHealth
+
+from nemo_tui.core.complexity import Complexity
+from nemo_tui.core.memory import MemoryProfile, PressureLevel, PressureWatcher
+from nemo_tui.core.recommender import Recommendation
+from nemo_tui.core.troubleshooting import Action, diagnose
+from nemo_tui.engine import CacheActionResult, Engine
+from nemo_tui.errors import ConfigError
+from nemo_tui.events import (
+    FINAL_EVENTS,
+    BackendsChanged,
+    EngineEvent,
+    Evicting,
+    Loading,
+    PressureChanged,
+    Token,
+)
+from nemo_tui.ui.messages import CachedModelsChanged, EngineEventArrived, EngineStarted, MemorySampled
+from nemo_tui.ui.screens.path_prompt import PathPrompt
+from nemo_tui.ui.screens.prompt_review import PromptReview
+from nemo_tui.ui.settings_store import SettingsStore
+from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
+from nemo_tui.ui.widgets.memory_history import MemoryHistory
+from nemo_tui.ui.widgets.memory_panel import MemoryPanel
+from nemo_tui.ui.widgets.query_pane import QueryPane
+from nemo_tui.ui.widgets.recommendation_panel import RecommendationPanel, describe_change
+from nemo_tui.ui.widgets.settings_panel import SETTING_KEYS, SettingsPanel
+from nemo_tui.ui.widgets.troubleshooting_panel import ACTION_LABELS, TroubleshootingPanel
+from nemo_tui.units import format_pct
+
+FIX_SETTINGS: dict[Action, str] = {
+    Action.ENABLE_TRUNCATION: "optimization.context_truncation",
+    Action.ENABLE_BATCH_OPTIMIZATION: "optimization.batch_optimization",
+    Action.ENABLE_MEMORY_MAPPING: "optimization.use_memory_mapping",
+    Action.ENABLE_GARBAGE_COLLECTION: "optimization.enable_garbage_collection",
+}
+"""Troubleshooting fixes that are a setting to turn on."""
+
+_SEVERITY: dict[PressureLevel, SeverityLevel] = {
+    PressureLevel.NORMAL: "information",
+    PressureLevel.ELEVATED: "warning",
+    PressureLevel.CRITICAL: "error",
+}
+
+
+class MainScreen(Screen[None]):
+    """The dashboard.
+
+    Args:
+        engine: The engine to show and drive.
+        settings: The config in force, and where changes go.
+    """
+
+    BINDINGS = [
+        Binding("ctrl+s", "send", "Send", priority=True, tooltip="Send the question"),
+        Binding("escape", "cancel", "Cancel", priority=True, tooltip="Cancel the running query"),
+        Binding("f3", "accept_recommendation", "Use rec.", tooltip="Select the recommended model"),
+        Binding("f4", "preload", "Preload", tooltip="Preload the selected or recommended model"),
+        Binding("f8", "unload", "Unload", tooltip="Unload the model under the cached-models cursor"),
+        Binding("f9", "clear_cache", "Clear cache", tooltip="Unload every cached model"),
+        Binding("f5", "refresh", "Refresh", tooltip="Sample memory and ask the backends now"),
+        Binding("f6", "toggle_side", "Panels", tooltip="Hide or show the side panels"),
+        Binding("f7", "toggle_plot", "Plot", tooltip="Hide or show the memory history plot"),
+        Binding("ctrl+t", "attach", "Data file", tooltip="Attach a data file to the question"),
+        Binding("ctrl+r", "review_prompt", "Cuts", tooltip="Show what the optimizer cut"),
+        Binding("ctrl+g", "copy_answer", "Copy", tooltip="Copy the answer (OSC 52 clipboard)"),
+        Binding("ctrl+o", "save_answer", "Save", tooltip="Save the answer to a file"),
+        Binding("ctrl+f", "fix", "Fix", tooltip="Apply the troubleshooting fix"),
+    ]
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+
+    def __init__(self, engine: Engine, settings: SettingsStore) -> None:
+        super().__init__(id="main")
+        self._engine = engine
+        self._settings = settings
+        self._watcher = PressureWatcher(settings.config.memory_thresholds.pressure_threshold)
+        self._recommendation: Recommendation | None = None
+        self._events: AsyncIterator[EngineEvent] | None = None
+        self._profile: MemoryProfile | None = None
+        self._started = False
+
+    def compose(self) -> ComposeResult:
+        """Side panels and the query pane between a header and the footer."""
+        yield Header()
+        with Horizontal(id="body"):
+            with VerticalScroll(id="side"):
+                yield MemoryPanel(id="memory")
+                yield TroubleshootingPanel(id="troubleshooting")
+                yield RecommendationPanel(id="recommendation")
+                yield CachedModelsPanel(id="cached-models")
+                yield SettingsPanel(self._settings.config, id="settings")
+            yield QueryPane(self._engine, id="query-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Subscribe to the engine before starting it, then start the clocks."""
+        monitor = self._settings.config.monitor
+        thresholds = self._settings.config.memory_thresholds
+        self.query_one(MemoryHistory).set_limits(
+            thresholds.pressure_threshold, thresholds.cache_limit
+        )
+        self.sub_title = "starting the engine…"
+        self._events = self._engine.subscribe()
+        self._relay_events()
+        self._start_engine()
+        self.sample_memory()
+        self.set_interval(monitor.gauge_interval_s, self.sample_memory)
+        self.set_interval(monitor.refresh_interval_s, self._refresh_all)
+        self.query_one("#query-input").focus()
+
+    # Workers: they only post messages.
+
+    @work(thread=True, exclusive=True, group="memory", exit_on_error=False)
+    def sample_memory(self) -> None:
+        """Take one memory sample off the event loop and post it."""
+        self.post_message(MemorySampled(self._engine.sample()))
+
+    @work(exclusive=True, group="engine-events", exit_on_error=False)
+    async def _relay_events(self) -> None:
+        assert self._events is not None
+        query_pane = self.query_one(QueryPane)
+        async for event in self._events:
+            if isinstance(event, Token):
+                # The flood of tokens goes straight to the pane's buffer; the pane draws it on
+                # its own clock, so 2,000 tokens/s cost one small append each, not a repaint.
+                query_pane.feed(event.query_id, event.text)
+            else:
+                self.post_message(EngineEventArrived(event))
+
+    @work(exclusive=True, group="engine-start", exit_on_error=False)
+    async def _start_engine(self) -> None:
+        healths = await self._engine.start()
+        self.post_message(EngineStarted(healths))
+
+    @work(exclusive=True, group="backends", exit_on_error=False)
+    async def _refresh_models(self) -> None:
+        await self._engine.refresh()
+        self.post_message(CachedModelsChanged())
+
+    @work(group="cache", exit_on_error=False)
+    async def _cache_action(self, what: str, model: str | None) -> None:
+        result: CacheActionResult
+        if what == "preload" and model is not None:
+            result = await self._engine.preload(model)
+        elif what == "unload" and model is not None:
+            result = await self._engine.unload(model)
+        else:
+            result = await self._engine.clear_cache()
+        self.notify(
+            result.message,
+            title="Cache",
+            severity="information" if result.ok else "warning",
+        )
+        self.post_message(CachedModelsChanged())
+
+    # Handlers.
+
+    def on_engine_started(self, message: EngineStarted) -> None:
+        """Show the backends and fill the model selector."""
+        self._started = True
+        self._show_healths(message.healths)
+        self.query_one(QueryPane).set_model_choices(self._engine.model_choices())
+        self._show_cached_models()
+        self._refresh_recommendation()
+
+    def on_memory_sampled(self, message: MemorySampled) -> None:
+        """Draw a sample; a pressure level change is announced and re-evaluates the pick."""
+        profile = message.profile
+        self._profile = profile
+        config = self._settings.config
+        change = self._watcher.update(profile)
+        level = self._watcher.level
+        self.query_one(MemoryPanel).show_profile(
+            profile, level, pressure_threshold=config.memory_thresholds.pressure_threshold
+        )
+        self.query_one(MemoryHistory).add_sample(profile)
+        cached = self.query_one(CachedModelsPanel)
+        if cached.models:
+            cached.show_models(cached.models, now=profile.timestamp)
+        self._diagnose()
+        if change is not None:
+            self.notify(
+                f"Memory pressure is now {change.current.value}"
+                f" ({format_pct(profile.usage_fraction)} used, was {change.previous.value}).",
+                title="Memory pressure",
+                severity=_SEVERITY[change.current],
+            )
+            self._refresh_recommendation()
+
+    async def on_engine_event_arrived(self, message: EngineEventArrived) -> None:
+        """Query events go to the pane; cache and machine events update the panels."""
+        event = message.event
+        await self.query_one(QueryPane).show_event(event)
+        if isinstance(event, PressureChanged) and event.action:
+            self.notify(event.action, title="Memory pressure", severity="warning")
+        if isinstance(event, BackendsChanged):
+            self._show_healths(list(event.healths))
+            self.query_one(QueryPane).set_model_choices(self._engine.model_choices())
+        if isinstance(event, Evicting | Loading | PressureChanged | FINAL_EVENTS):
+            self._show_cached_models()
+        if isinstance(event, FINAL_EVENTS):
+            self._refresh_recommendation()
+            self.refresh_bindings()
+
+    def on_cached_models_changed(self, _: CachedModelsChanged) -> None:
+        """The backends were asked again."""
+        self._show_cached_models()
+        self._refresh_recommendation()
+
+    @on(SettingsPanel.Changed)
+    def _setting_changed(self, event: SettingsPanel.Changed) -> None:
+        self._change_settings({event.key: event.value})
+
+    @on(SettingsPanel.DefaultsRequested)
+    def _defaults_requested(self) -> None:
+        try:
+            config = self._settings.revert(SETTING_KEYS)
+        except ConfigError as exc:
+            self.notify(exc.one_line(), title="Settings not saved", severity="error")
+            config = self._settings.config
+        else:
+            self.notify(f"Settings reverted to the defaults and saved to {self._settings.path}.")
+        self.query_one(SettingsPanel).show(config)
+        self._after_settings()
+
+    # Actions.
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Cancel only while a query runs; the fix only while there is one to apply."""
+        if action == "cancel":
+            return self.query_one(QueryPane).running
+        if action == "fix":
+            return self.query_one(TroubleshootingPanel).action is not None
+        return True
+
+    async def action_send(self) -> None:
+        """Send the question."""
+        if not self._started:
+            self.notify("The engine is still starting; try again in a moment.", severity="warning")
+            return
+        await self.query_one(QueryPane).send()
+        self.refresh_bindings()
+
+    def action_cancel(self) -> None:
+        """Cancel the running query."""
+        self.query_one(QueryPane).cancel()
+
+    def action_accept_recommendation(self) -> None:
+        """Select the recommended model in the query pane."""
+        if self._recommendation is None:
+            self.notify("No recommendation yet.", severity="warning")
+            return
+        self.query_one(QueryPane).choose_model(self._recommendation.model)
+        self.notify(f"{self._recommendation.model} selected for the next query.")
+
+    def action_preload(self) -> None:
+        """Preload the model picked in the query pane, else the recommended one."""
+        model = self.query_one(QueryPane).model_override
+        if model is None and self._recommendation is not None:
+            model = self._recommendation.model
+        if model is None:
+            self.notify("No model to preload yet.", severity="warning")
+            return
+        self.notify(f"Preloading {model}…", title="Cache")
+        self._cache_action("preload", model)
+
+    def action_unload(self) -> None:
+        """Unload the model under the cached-models cursor."""
+        model = self.query_one(CachedModelsPanel).selected
+        if model is None:
+            self.notify("No model is loaded.", title="Cache")
+            return
+        self._cache_action("unload", model)
+
+    def action_clear_cache(self) -> None:
+        """Unload every cached model."""
+        self._cache_action("clear", None)
+
+    def action_refresh(self) -> None:
+        """Sample memory and ask the backends now."""
+        self.sample_memory()
+        self._refresh_all()
+
+    def action_toggle_side(self) -> None:
+        """Hide or show the side panels, giving the query pane the room."""
+        self.toggle_class("-hide-side")
+
+    def action_toggle_plot(self) -> None:
+        """Hide or show the memory history plot."""
+        shown = self.query_one(MemoryHistory).display
+        self.set_class(shown, "-hide-plot")
+        self.set_class(not shown, "-show-plot")
+
+    def action_attach(self) -> None:
+        """Ask for a data file to attach (empty detaches it)."""
+        pane = self.query_one(QueryPane)
+
+        def attached(path: str | None) -> None:
+            if path is not None:
+                pane.attach(Path(path) if path else None)
+
+        current = str(pane.data_file) if pane.data_file else ""
+        self.app.push_screen(
+            PathPrompt(
+                "Attach a data file",
+                "A CSV, TSV or JSON-lines file to summarize into the prompt. Empty detaches.",
+                value=current,
+                must_exist=True,
+                allow_empty=True,
+            ),
+            attached,
+        )
+
+    def action_review_prompt(self) -> None:
+        """Show what the optimizer cut from the typed question."""
+        pane = self.query_one(QueryPane)
+        pane.refresh_plan()
+        if pane.plan is None:
+            self.notify("Type a question first.", severity="warning")
+            return
+        self.app.push_screen(PromptReview(pane.plan))
+
+    def action_copy_answer(self) -> None:
+        """Copy the answer to the terminal's clipboard (OSC 52, works over SSH)."""
+        answer = self.query_one(QueryPane).answer
+        if not answer:
+            self.notify("There is no answer to copy yet.", severity="warning")
+            return
+        self.app.copy_to_clipboard(answer)
+        self.notify(
+            f"Copied {len(answer):,} characters. If nothing arrives, your terminal may block"
+            " clipboard writes (OSC 52); save the answer with ctrl+o instead."
+        )
+
+    def action_save_answer(self) -> None:
+        """Ask for a file name and write the answer there."""
+        answer = self.query_one(QueryPane).answer
+        if not answer:
+            self.notify("There is no answer to save yet.", severity="warning")
+            return
+
+        def save(path: str | None) -> None:
+            if not path:
+                return
+            try:
+                Path(path).write_text(answer, encoding="utf-8")
+            except OSError as exc:
+                self.notify(f"Cannot write {path}: {exc.strerror}", severity="error")
+                return
+            self.notify(f"Saved the answer to {path}.")
+
+        self.app.push_screen(
+            PathPrompt("Save the answer", "The answer is saved as Markdown.", value="answer.md"),
+            save,
+        )
+
+    def action_fix(self) -> None:
+        """Apply the troubleshooting panel's one-key fix."""
+        action = self.query_one(TroubleshootingPanel).action
+        if action is None:
+            return
+        self.notify(f"Troubleshooting: {ACTION_LABELS[action]}.", title="Fix")
+        if action is Action.CLEAR_CACHE:
+            self._cache_action("clear", None)
+        elif action is Action.LIGHTER_MODEL:
+            lighter = self._engine.recommend_now(Complexity.LOW).model
+            self.query_one(QueryPane).choose_model(lighter)
+        else:
+            self._change_settings({FIX_SETTINGS[action]: True})
+            self.query_one(SettingsPanel).show(self._settings.config)
+
+    # Helpers.
+
+    def _change_settings(self, updates: dict[str, bool]) -> None:
+        try:
+            self._settings.change(updates)
+        except ConfigError as exc:
+            self.notify(exc.one_line(), title="Setting not saved", severity="error")
+        self._after_settings()
+
+    def _after_settings(self) -> None:
+        """Settings steer the recommendation and the plan; show their effect at once."""
+        self._refresh_recommendation()
+        self.query_one(QueryPane).refresh_plan()
+        self._diagnose()
+
+    def _refresh_all(self) -> None:
+        self._refresh_recommendation()
+        if self._started:
+            self._refresh_models()
+
+    def _refresh_recommendation(self) -> None:
+        """Ask for the pick now; a changed pick is announced with what changed and why."""
+        rec = self._engine.recommend_now()
+        previous = self._recommendation
+        self._recommendation = rec
+        self.query_one(RecommendationPanel).show(rec)
+        if previous is not None and previous.model != rec.model:
+            self.notify(
+                describe_change(previous, rec) + " (f3 selects it)",
+                title="Recommendation changed",
+            )
+
+    def _show_cached_models(self) -> None:
+        models = self._engine.cached_models()
+        self.query_one(CachedModelsPanel).show_models(models)
+        self.query_one(MemoryPanel).show_models(models)
+
+    def _show_healths(self, healths: list[BackendHealth]) -> None:
+        parts = [f"{h.backend} {'up' if h.up else 'down'}" for h in healths]
+        self.sub_title = "backends: " + (", ".join(parts) if parts else "none")
+
+    def _diagnose(self) -> None:
+        profile = self._profile
+        if profile is None:
+            return
+        panel = self.query_one(TroubleshootingPanel)
+        had_fix = panel.action is not None
+        cached = self._engine.cached_models()
+        installed = self._engine.installed_names()
+        local = sum(1 for spec in self._engine.catalog if spec.local and spec.name in installed)
+        symptoms = diagnose(
+            profile,
+            self._engine.metrics,
+            self._settings.config,
+            cached_mb=sum(model.size_mb for model in cached),
+            local_models_installed=local,
+        )
+        panel.show(symptoms)
+        if (panel.action is not None) != had_fix:
+            self.refresh_bindings()

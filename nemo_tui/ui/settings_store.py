@@ -1,0 +1,59 @@
+"""The dashboard's settings: the current config, handed to the engine and saved to the file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from nemo_tui import paths
+from nemo_tui.config import Config
+from nemo_tui.config_writer import SettingValue, apply_settings, default_settings, save_settings
+from nemo_tui.engine import Engine
+
+
+class SettingsStore:
+    """Owns the config the dashboard runs with.
+
+    A change takes effect at once (the engine uses it from the next query) and is then written
+    to the user's config file, keeping their comments and other keys.
+
+    Args:
+        config: The config loaded at start.
+        engine: The engine to hand changes to.
+        path: The file to save to; None means the platform default config file.
+    """
+
+    def __init__(self, config: Config, engine: Engine, path: Path | None) -> None:
+        self._config = config
+        self._engine = engine
+        self._path = path or paths.default_config_file()
+
+    @property
+    def config(self) -> Config:
+        """The settings in force."""
+        return self._config
+
+    @property
+    def path(self) -> Path:
+        """Where changes are saved."""
+        return self._path
+
+    def change(self, updates: Mapping[str, SettingValue]) -> Config:
+        """Apply and save settings.
+
+        Raises:
+            ConfigError: a value is invalid (nothing changes), or the file cannot be written
+                (the change still holds for this session).
+        """
+        self._config = apply_settings(self._config, updates)
+        self._engine.update_config(self._config)
+        save_settings(self._path, updates)
+        return self._config
+
+    def revert(self, keys: list[str]) -> Config:
+        """Put the given settings back to their built-in defaults (and save that).
+
+        Raises:
+            ConfigError: the file cannot be written (the defaults still hold for this session).
+        """
+        return self.change(default_settings(keys))

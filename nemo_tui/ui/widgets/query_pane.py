@@ -1,0 +1,318 @@
+"""The query pane: the question, the model override, the plan preview, the answer and its stats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.markup import escape
+from textual.timer import Timer
+from textual.widgets import Label, Select, Static, TextArea
+
+from nemo_tui.engine import Engine, QueryHandle, QueryPlan
+from nemo_tui.errors import NemoError
+from nemo_tui.events import (
+    Cancelled,
+    Done,
+    EngineEvent,
+    Evicting,
+    Failed,
+    Fallback,
+    Loading,
+    Notice,
+    PromptOptimized,
+    Query,
+    Queued,
+    Recommended,
+)
+from nemo_tui.ui.widgets.answer_view import AnswerView
+from nemo_tui.units import format_count, format_pct, format_rate, format_seconds
+
+PLAN_DELAY_S = 0.4
+"""The plan preview waits until typing pauses this long, so it is not rebuilt per key."""
+
+
+def describe_plan(plan: QueryPlan) -> str:
+    """The preview line: complexity, model, and how much the prompt shrinks."""
+    rec = plan.recommendation
+    how = "your pick" if plan.override else "auto"
+    opt = plan.optimized
+    size = f"{format_count(opt.original_tokens)} tokens"
+    if opt.truncated:
+        size = (
+            f"{format_count(opt.original_tokens)} → {format_count(opt.optimized_tokens)} tokens,"
+            f" {format_pct(opt.reduction_pct / 100)} smaller (ctrl+r shows the cuts)"
+        )
+    line = f"{plan.complexity.level.value} complexity · {escape(rec.model)} ({how}) · {size}"
+    if plan.warning:
+        line += f"\n[$warning]⚠ {escape(plan.warning)}[/]"
+    return line
+
+
+def describe_done(done: Done) -> str:
+    """The stats line after an answer."""
+    parts = [
+        f"{escape(done.model)} ({done.backend})",
+        f"{format_count(done.tokens_in)} in / {format_count(done.tokens_out)} out",
+        format_rate(done.tokens_per_s),
+    ]
+    if done.load_s is not None:
+        parts.append(f"load {format_seconds(done.load_s)}")
+    parts.append(f"first token {format_seconds(done.first_token_s)}")
+    parts.append(f"total {format_seconds(done.total_s)}")
+    parts.append("cache hit" if done.cache_hit else "cold start")
+    if done.reduction_pct > 0:
+        parts.append(f"prompt {format_pct(done.reduction_pct / 100)} smaller")
+    if done.fallbacks:
+        parts.append(f"fallback from {escape(', '.join(done.fallbacks))}")
+    return " · ".join(parts)
+
+
+def describe_error(error: NemoError) -> str:
+    """An engine error as the pane shows it: what went wrong, then how to fix it."""
+    text = f"[b]✗ {escape(error.title)}[/b]: {escape(error.message)}"
+    if error.fix:
+        text += f"\n[b]Fix[/b]: {escape(error.fix)}"
+    return text
+
+
+class QueryPane(Vertical):
+    """Ask a question and watch the answer stream in.
+
+    Args:
+        engine: The engine queries are submitted to.
+    """
+
+    DEFAULT_CSS = """
+    QueryPane {
+        height: 1fr;
+    }
+    QueryPane > #query-controls {
+        height: auto;
+    }
+    QueryPane #model-select {
+        width: 1fr;
+        max-width: 44;
+    }
+    QueryPane #data-file {
+        padding: 1 1 0 1;
+        color: $text-muted;
+    }
+    QueryPane > #query-input {
+        height: 5;
+    }
+    QueryPane > #query-plan, QueryPane > #query-activity, QueryPane > #query-stats {
+        height: auto;
+        color: $text-muted;
+        padding: 0 1;
+    }
+    QueryPane > #query-error {
+        height: auto;
+        display: none;
+        border: round $error;
+        padding: 0 1;
+    }
+    QueryPane > #query-error.-shown {
+        display: block;
+    }
+    """
+
+    def __init__(self, engine: Engine, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._engine = engine
+        self._handle: QueryHandle | None = None
+        self._data_file: Path | None = None
+        self._plan: QueryPlan | None = None
+        self._plan_timer: Timer | None = None
+        self._choices: list[str] = []
+        self._error = ""
+
+    def compose(self) -> ComposeResult:
+        """Model selector and data file, the question, the plan, the answer, its stats."""
+        with Horizontal(id="query-controls"):
+            yield Select[str](
+                [], prompt="auto (recommended)", allow_blank=True, id="model-select"
+            )
+            yield Label("no data file (ctrl+t)", id="data-file")
+        yield TextArea(
+            id="query-input",
+            soft_wrap=True,
+            show_line_numbers=False,
+            placeholder="Ask a question, then ctrl+s to send",
+        )
+        yield Static("", id="query-plan")
+        yield AnswerView(id="answer-view")
+        yield Static("", id="query-activity")
+        yield Static("", id="query-error")
+        yield Static("", id="query-stats")
+
+    @property
+    def running(self) -> bool:
+        """True while a submitted query has not ended."""
+        return self._handle is not None
+
+    @property
+    def plan(self) -> QueryPlan | None:
+        """The latest preview, for the cuts view."""
+        return self._plan
+
+    @property
+    def answer(self) -> str:
+        """The answer so far (or the last one)."""
+        return self.query_one(AnswerView).text
+
+    @property
+    def data_file(self) -> Path | None:
+        """The attached data file."""
+        return self._data_file
+
+    @property
+    def model_override(self) -> str | None:
+        """The model picked by hand, or None for auto."""
+        value = self.query_one("#model-select", Select).value
+        return value if isinstance(value, str) else None
+
+    def set_model_choices(self, names: list[str]) -> None:
+        """Fill the selector, keeping the current pick when it is still offered."""
+        select: Select[str] = self.query_one("#model-select", Select)
+        current = self.model_override
+        self._choices = list(names)
+        select.set_options((name, name) for name in names)
+        if current in names:
+            select.value = current
+
+    def choose_model(self, name: str) -> None:
+        """Select a model in the selector, adding it when it is not offered yet."""
+        if name not in self._choices:
+            self.set_model_choices([*self._choices, name])
+        self.query_one("#model-select", Select).value = name
+
+    def attach(self, path: Path | None) -> None:
+        """Attach a data file to the next query (None detaches)."""
+        self._data_file = path
+        label = f"data: {path.name}" if path else "no data file (ctrl+t)"
+        self.query_one("#data-file", Label).update(escape(label))
+        self._schedule_plan()
+
+    def current_query(self) -> Query | None:
+        """The query the input describes, or None when the input is empty."""
+        text = self.query_one("#query-input", TextArea).text.strip()
+        if not text:
+            return None
+        return Query(text, model=self.model_override, data_file=self._data_file)
+
+    async def send(self) -> bool:
+        """Submit the question; False (with a notification) when there is nothing to send."""
+        if self.running:
+            self.notify("A query is running; press Esc to cancel it first.", severity="warning")
+            return False
+        query = self.current_query()
+        if query is None:
+            self.notify("Type a question first.", severity="warning")
+            return False
+        self._clear_error()
+        self.query_one("#query-stats", Static).update("")
+        self.query_one("#query-activity", Static).update("Sending…")
+        await self.query_one(AnswerView).begin(f"Answer to query {query.id}")
+        self._handle = self._engine.submit(query)
+        return True
+
+    def cancel(self) -> bool:
+        """Stop the running query; False when none runs."""
+        if self._handle is None:
+            return False
+        self._handle.cancel()
+        self.query_one("#query-activity", Static).update("Cancelling…")
+        return True
+
+    def feed(self, query_id: int, text: str) -> None:
+        """Answer text for a query (ignored unless it is the one this pane sent)."""
+        if self._handle is not None and self._handle.query.id == query_id:
+            self.query_one(AnswerView).feed(text)
+
+    async def show_event(self, event: EngineEvent) -> None:
+        """Show one engine event about the pane's query (others are ignored)."""
+        if self._handle is None or event.query_id != self._handle.query.id:
+            return
+        activity = self.query_one("#query-activity", Static)
+        match event:
+            case Queued(position=position) if position > 0:
+                activity.update(f"Waiting behind {format_count(position)} other queries…")
+            case Recommended():
+                note = "your pick" if event.override else escape(event.recommendation.reason)
+                activity.update(f"Using {escape(event.recommendation.model)}: {note}")
+                if event.warning:
+                    self.notify(event.warning, title="Model may not fit", severity="warning")
+            case PromptOptimized():
+                opt = event.result
+                if opt.truncated:
+                    activity.update(
+                        f"Prompt fitted to {format_count(event.budget_tokens)} tokens:"
+                        f" {format_count(opt.original_tokens)} → {format_count(opt.optimized_tokens)}"
+                    )
+            case Loading():
+                activity.update(
+                    f"Loading {escape(event.model)} on {event.backend} (cold start)…"
+                )
+            case Evicting():
+                activity.update(f"Unloading {escape(event.model)}: {escape(event.reason)}")
+            case Fallback():
+                activity.update(
+                    f"{escape(event.from_model)} failed ({escape(event.why)});"
+                    f" trying {escape(event.to_model)}"
+                )
+            case Notice():
+                activity.update(("[$warning]⚠ [/]" if event.warning else "") + escape(event.message))
+            case Done():
+                await self._end(event.text)
+                activity.update("")
+                self.query_one("#query-stats", Static).update(describe_done(event))
+            case Failed():
+                await self._end(None)
+                activity.update("The partial answer is kept above." if event.partial_text else "")
+                self._error = event.error.one_line()
+                error = self.query_one("#query-error", Static)
+                error.update(describe_error(event.error))
+                error.add_class("-shown")
+            case Cancelled():
+                await self._end(None)
+                activity.update("Cancelled; the partial answer is kept.")
+
+    @property
+    def error_text(self) -> str:
+        """The error shown in the pane, or an empty string."""
+        return self._error
+
+    async def _end(self, final_text: str | None) -> None:
+        self._handle = None
+        await self.query_one(AnswerView).finish(final_text)
+
+    def _clear_error(self) -> None:
+        self._error = ""
+        self.query_one("#query-error", Static).remove_class("-shown")
+
+    @on(TextArea.Changed, "#query-input")
+    @on(Select.Changed, "#model-select")
+    def _schedule_plan(self) -> None:
+        if self._plan_timer is not None:
+            self._plan_timer.stop()
+        self._plan_timer = self.set_timer(PLAN_DELAY_S, self.refresh_plan)
+
+    def refresh_plan(self) -> None:
+        """Preview how the typed query would run now."""
+        self._plan_timer = None
+        line = self.query_one("#query-plan", Static)
+        query = self.current_query()
+        if query is None:
+            self._plan = None
+            line.update("")
+            return
+        try:
+            self._plan = self._engine.plan_query(query)
+        except NemoError as exc:
+            self._plan = None
+            line.update(f"[$error]{escape(exc.one_line())}[/]")
+            return
+        line.update(describe_plan(self._plan))

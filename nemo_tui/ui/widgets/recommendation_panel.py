@@ -1,0 +1,54 @@
+"""The "Recommended model" panel: the model, why, whether it fits, and what comes after it."""
+
+from __future__ import annotations
+
+from textual.markup import escape
+from textual.widgets import Static
+
+from nemo_tui.core.recommender import Recommendation
+from nemo_tui.units import format_count, format_mb
+
+
+def describe_change(old: Recommendation, new: Recommendation) -> str:
+    """One sentence for the notification when the recommendation changes."""
+    return f"{old.model} → {new.model}: {new.reason}"
+
+
+class RecommendationPanel(Static):
+    """What the recommender picks for a medium query on this machine now."""
+
+    DEFAULT_CSS = """
+    RecommendationPanel {
+        height: auto;
+        border: round $primary 50%;
+        padding: 0 1;
+    }
+    RecommendationPanel.-no-fit {
+        border: round $error;
+    }
+    """
+
+    def on_mount(self) -> None:
+        """Titles that say how to act on the panel."""
+        self.border_title = "Recommended model"
+        self.border_subtitle = "f3 use it · f4 preload"
+        self.update("[dim]waiting for the first memory sample…[/]")
+
+    def show(self, rec: Recommendation) -> None:
+        """Draw a recommendation."""
+        where = "cloud" if not rec.local else f"{rec.tier.value} tier"
+        fits = "[$success]fits[/]" if rec.fits else "[$error]does not fit[/]"
+        size = f", needs {format_mb(rec.estimate.total_mb)}" if rec.estimate else ""
+        lines = [
+            f"[bold]{escape(rec.model)}[/] ({where}, {escape(rec.backend)}) · {fits}{size}",
+            f"[dim]Why[/] {escape(rec.reason)}",
+            f"[dim]Context[/] {format_count(rec.num_ctx)} tokens",
+        ]
+        if rec.fallbacks:
+            lines.append(f"[dim]Then[/] {escape(' → '.join(rec.fallbacks))}")
+        if rec.evict:
+            lines.append(f"[dim]Makes room by unloading[/] {escape(', '.join(rec.evict))}")
+        if rec.install_hint:
+            lines.append(f"[dim]Tip[/] {escape(rec.install_hint)}")
+        self.set_class(not rec.fits, "-no-fit")
+        self.update("\n".join(lines))

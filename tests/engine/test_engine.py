@@ -1,0 +1,380 @@
+"""The engine with scripted in-process backends: pipeline, ordering, cancel, fallback, cache."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from nemo_tui.backends.base import BackendError, OutOfMemory, StreamBroken
+from nemo_tui.config import Config
+from nemo_tui.core.memory import MemoryProfile, PressureLevel, SimulatedSampler
+from nemo_tui.engine import Engine
+from nemo_tui.events import (
+    BackendsChanged,
+    Cancelled,
+    Done,
+    EngineEvent,
+    Evicting,
+    Failed,
+    Fallback,
+    Loading,
+    Notice,
+    PressureChanged,
+    PromptOptimized,
+    Query,
+    Queued,
+    Recommended,
+    Token,
+)
+from tests.fakes import Script, ScriptedBackend
+
+
+def config_with(**sections: dict[str, object]) -> Config:
+    config = Config()
+    for name, values in sections.items():
+        section = getattr(config, name)
+        config = msgspec.structs.replace(config, **{name: msgspec.structs.replace(section, **values)})
+    return config
+
+
+class ChangingSampler:
+    """A machine whose memory a test can change between samples."""
+
+    def __init__(self, total_gb: float = 16, available_gb: float = 12) -> None:
+        self.profile = SimulatedSampler(total_gb * 1024, available_gb * 1024).sample()
+
+    def sample(self) -> MemoryProfile:
+        return self.profile
+
+    def set_available(self, available_gb: float) -> None:
+        self.profile = self.profile.with_available(available_gb * 1024)
+
+
+async def started(
+    backends: list[ScriptedBackend],
+    *,
+    config: Config | None = None,
+    sampler: ChangingSampler | None = None,
+    monitor: bool = False,
+    history: Path | None = None,
+) -> Engine:
+    engine = Engine(
+        config or Config(),
+        sampler=sampler or ChangingSampler(),
+        backends=backends,
+        monitor=monitor,
+        history_path=history,
+    )
+    await engine.start()
+    return engine
+
+
+async def collect(engine: Engine, query: Query) -> list[EngineEvent]:
+    handle = engine.submit(query)
+    return [event async for event in handle.events()]
+
+
+async def test_query_streams_through_the_pipeline_in_order() -> None:
+    backend = ScriptedBackend()
+    engine = await started([backend])
+    try:
+        events = await collect(engine, Query("What is the capital of France?"))
+    finally:
+        await engine.aclose()
+    kinds = [type(e) for e in events]
+    assert kinds[:4] == [Queued, Recommended, PromptOptimized, Loading]
+    assert kinds[-1] is Done
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert done.text == "Hello there."
+    assert [e.text for e in events if isinstance(e, Token)] == ["Hello", " there", "."]
+    assert done.model == "smollm2:135m"
+    assert done.cache_hit is False
+    assert done.tokens_out == 3
+
+
+async def test_second_query_is_a_cache_hit_and_counts_in_metrics() -> None:
+    backend = ScriptedBackend()
+    engine = await started([backend])
+    try:
+        await collect(engine, Query("hi"))
+        events = await collect(engine, Query("hello again"))
+    finally:
+        await engine.aclose()
+    done = events[-1]
+    assert isinstance(done, Done) and done.cache_hit is True
+    assert not any(isinstance(e, Loading) for e in events)
+    assert backend.calls.count(("preload", "smollm2:135m")) == 1
+    assert engine.metrics.cache_hit_rate == pytest.approx(0.5)
+
+
+async def test_hundred_queries_complete_in_submission_order() -> None:
+    backend = ScriptedBackend()
+    backend.script = Script(tokens=["a", "b"], delay_s=0.001)
+    engine = await started([backend])
+    try:
+        handles = [engine.submit(Query(f"question {i}")) for i in range(100)]
+        results = await asyncio.gather(*(h.result() for h in handles))
+    finally:
+        await engine.aclose()
+    for handle, result in zip(handles, results, strict=True):
+        assert isinstance(result, Done)
+        assert result.query_id == handle.query.id
+        assert result.text == "ab"
+    assert backend.prompts == [f"question {i}" for i in range(100)]
+
+
+async def test_cancel_stops_the_stream_keeps_the_partial_answer_and_backend_stays_usable() -> None:
+    backend = ScriptedBackend()
+    backend.script = Script(tokens=[f"t{i} " for i in range(200)], delay_s=0.01)
+    engine = await started([backend])
+    try:
+        handle = engine.submit(Query("tell me a long story"))
+        async for event in handle.events():
+            if isinstance(event, Token) and event.text == "t2 ":
+                handle.cancel()
+        result = await handle.result()
+        assert isinstance(result, Cancelled)
+        assert result.partial_text.startswith("t0 t1 t2 ")
+        assert len(result.partial_text.split()) < 20
+        assert backend.closed_streams == 1
+        backend.script = Script(tokens=["ok"])
+        after = await engine.submit(Query("and now?")).result()
+    finally:
+        await engine.aclose()
+    assert isinstance(after, Done) and after.text == "ok"
+
+
+async def test_cancelling_a_queued_query_means_it_never_runs() -> None:
+    backend = ScriptedBackend()
+    backend.script = Script(tokens=["x"] * 20, delay_s=0.005)
+    engine = await started([backend])
+    try:
+        first = engine.submit(Query("first"))
+        second = engine.submit(Query("second"))
+        second.cancel()
+        assert isinstance(await second.result(), Cancelled)
+        assert isinstance(await first.result(), Done)
+    finally:
+        await engine.aclose()
+    assert backend.prompts == ["first"]
+
+
+async def test_out_of_memory_falls_back_to_the_next_smaller_model() -> None:
+    ollama = ScriptedBackend("ollama", ("tinyllama", "phi3:mini"))
+    ollama.scripts["phi3:mini"] = Script(
+        error=OutOfMemory(
+            "model requires more system memory (3.9 GiB) than is available (1.2 GiB)",
+            backend="ollama",
+        )
+    )
+    engine = await started([ollama])
+    try:
+        events = await collect(engine, Query("Explain how vaccines train the immune system."))
+    finally:
+        await engine.aclose()
+    fallback = next(e for e in events if isinstance(e, Fallback))
+    assert (fallback.from_model, fallback.to_model) == ("phi3:mini", "tinyllama")
+    assert "requires more system memory" in fallback.why
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert done.model == "tinyllama" and done.fallbacks == ("phi3:mini",)
+    assert engine.metrics.fallback_rate == 1.0
+
+
+async def test_no_first_token_within_max_wait_moves_to_the_next_model() -> None:
+    ollama = ScriptedBackend("ollama", ("tinyllama",))
+    ollama.script = Script(first_token_delay_s=5)
+    embedded = ScriptedBackend("embedded", ("smollm2:135m",))
+    config = config_with(preferences={"max_wait_time_ms": 100})
+    engine = await started([ollama, embedded], config=config)
+    try:
+        events = await collect(engine, Query("hi", model="tinyllama"))
+    finally:
+        await engine.aclose()
+    fallback = next(e for e in events if isinstance(e, Fallback))
+    assert "no answer within 100 ms" in fallback.why
+    done = events[-1]
+    assert isinstance(done, Done) and done.backend == "embedded"
+
+
+async def test_broken_stream_keeps_the_partial_answer_and_serves_the_next_query() -> None:
+    backend = ScriptedBackend()
+    backend.script = Script(
+        tokens=["one ", "two ", "three "],
+        error=StreamBroken("the connection closed mid-answer", backend="embedded"),
+        error_after_tokens=2,
+    )
+    engine = await started([backend])
+    try:
+        failed = await engine.submit(Query("count")).result()
+        backend.script = Script(tokens=["fine"])
+        after = await engine.submit(Query("again")).result()
+    finally:
+        await engine.aclose()
+    assert isinstance(failed, Failed)
+    assert failed.partial_text == "one two "
+    assert failed.error.title == "Stream broken"
+    assert isinstance(after, Done) and after.text == "fine"
+
+
+async def test_a_down_backend_is_skipped_and_used_again_when_it_comes_back() -> None:
+    ollama = ScriptedBackend("ollama", ("tinyllama",), up=False)
+    embedded = ScriptedBackend("embedded", ("smollm2:135m",))
+    config = config_with(monitor={"gauge_interval_s": 0.02, "refresh_interval_s": 0.05})
+    engine = await started([ollama, embedded], config=config, monitor=True)
+    events = engine.subscribe()
+    try:
+        first = await engine.submit(Query("hi", model="tinyllama")).result()
+        assert isinstance(first, Done) and first.backend == "embedded"
+        ollama.up = True
+        async for event in events:
+            if isinstance(event, BackendsChanged):
+                assert {h.backend: h.up for h in event.healths}["ollama"]
+                break
+        second = await engine.submit(Query("hi", model="tinyllama")).result()
+    finally:
+        await engine.aclose()
+    assert isinstance(second, Done) and second.backend == "ollama"
+
+
+async def test_every_model_failing_ends_with_a_clear_error() -> None:
+    backend = ScriptedBackend()
+    backend.script = Script(error=BackendError("boom", backend="embedded", fix="restart it"))
+    engine = await started([backend])
+    try:
+        result = await engine.submit(Query("hi")).result()
+    finally:
+        await engine.aclose()
+    assert isinstance(result, Failed)
+    assert result.error.message == "boom" and result.error.fix == "restart it"
+
+
+async def test_hand_picked_model_that_does_not_fit_is_allowed_with_a_warning() -> None:
+    ollama = ScriptedBackend("ollama", ("biomistral:7b", "tinyllama"))
+    engine = await started([ollama], sampler=ChangingSampler(8, 3))
+    try:
+        events = await collect(engine, Query("hi", model="biomistral:7b"))
+    finally:
+        await engine.aclose()
+    recommended = next(e for e in events if isinstance(e, Recommended))
+    assert recommended.override
+    assert "may not fit" in recommended.warning
+    assert isinstance(events[-1], Done) and events[-1].model == "biomistral:7b"
+
+
+async def test_with_model_caching_off_the_model_is_unloaded_after_each_answer() -> None:
+    backend = ScriptedBackend()
+    engine = await started([backend], config=config_with(optimization={"enable_model_caching": False}))
+    try:
+        events = await collect(engine, Query("hi"))
+    finally:
+        await engine.aclose()
+    evicting = [e for e in events if isinstance(e, Evicting)]
+    assert [e.reason for e in evicting] == ["model caching is off"]
+    assert backend.loaded == {}
+    assert engine.cached_models() == []
+
+
+async def test_server_side_prompt_cut_is_reported_not_hidden() -> None:
+    backend = ScriptedBackend()
+    backend.script = Script(tokens=["ok"], prompt_tokens=10)
+    engine = await started([backend], config=config_with(optimization={"context_truncation": False}))
+    long_question = "Summarize this report. " + "The committee met and discussed budgets. " * 300
+    try:
+        events = await collect(engine, Query(long_question))
+    finally:
+        await engine.aclose()
+    warnings = [e for e in events if isinstance(e, Notice) and e.warning]
+    assert warnings and "cut the start of the prompt" in warnings[0].message
+    assert engine.metrics.server_truncations == 1
+
+
+async def test_long_prompt_is_optimized_to_the_model_budget() -> None:
+    backend = ScriptedBackend()
+    engine = await started([backend], sampler=ChangingSampler(1, 0.55))
+    document = "\n\n".join(
+        f"Paragraph {i}: the quarterly logistics review covered shipping lanes and staffing."
+        for i in range(800)
+    )
+    try:
+        events = await collect(engine, Query(document + "\n\nWhat did paragraph 5 cover?"))
+    finally:
+        await engine.aclose()
+    optimized = next(e for e in events if isinstance(e, PromptOptimized))
+    assert optimized.result.truncated
+    assert optimized.result.optimized_tokens <= optimized.budget_tokens
+    assert backend.prompts[0].endswith("What did paragraph 5 cover?")
+
+
+async def test_preload_evicts_least_recently_used_and_refuses_what_cannot_fit() -> None:
+    ollama = ScriptedBackend(
+        "ollama", ("tinyllama", "phi3:mini", "biomistral:7b"),
+        sizes_mb={"tinyllama": 900, "phi3:mini": 3900},
+    )
+    sampler = ChangingSampler(8, 4)
+    engine = await started([ollama], sampler=sampler)
+    try:
+        loaded = await engine.preload("tinyllama")
+        assert loaded.ok and "Loaded tinyllama" in loaded.message
+        refused = await engine.preload("biomistral:7b")
+        assert not refused.ok
+        assert "Not loading biomistral:7b" in refused.message
+        assert ("preload", "biomistral:7b") not in ollama.calls
+        sampler.set_available(5)
+        swapped = await engine.preload("phi3:mini")
+        assert swapped.ok, swapped.message
+        assert swapped.evicted == ("tinyllama",)
+        cleared = await engine.clear_cache()
+        assert cleared.ok and cleared.evicted == ("phi3:mini",)
+    finally:
+        await engine.aclose()
+    assert ollama.loaded == {}
+
+
+async def test_critical_pressure_evicts_all_but_the_model_in_use() -> None:
+    ollama = ScriptedBackend("ollama", ("tinyllama", "phi3:mini"))
+    sampler = ChangingSampler(16, 12)
+    config = config_with(monitor={"gauge_interval_s": 0.02, "refresh_interval_s": 60})
+    engine = await started([ollama], sampler=sampler, config=config, monitor=True)
+    events = engine.subscribe()
+    try:
+        assert (await engine.preload("tinyllama")).ok
+        assert (await engine.preload("phi3:mini")).ok
+        sampler.set_available(0.5)
+        async for event in events:
+            if isinstance(event, PressureChanged):
+                break
+    finally:
+        await engine.aclose()
+    assert event.change.current is PressureLevel.CRITICAL
+    assert "tinyllama" in event.action and "phi3:mini" in event.action
+    assert ollama.loaded == {}
+
+
+async def test_stats_report_the_documented_sections() -> None:
+    engine = await started([ScriptedBackend()])
+    try:
+        await collect(engine, Query("hi"))
+        stats = engine.stats()
+    finally:
+        await engine.aclose()
+    assert set(stats) == {"system", "models", "optimization", "metrics", "backends"}
+    assert stats["metrics"]["queries"] == 1  # type: ignore[index]
+    assert stats["models"]["resident"][0]["name"] == "smollm2:135m"  # type: ignore[index]
+
+
+async def test_metrics_history_survives_a_restart(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    engine = await started([ScriptedBackend()], history=history)
+    try:
+        await collect(engine, Query("What is the secret plan?"))
+    finally:
+        await engine.aclose()
+    assert "secret plan" not in history.read_text()
+    again = await started([ScriptedBackend()], history=history)
+    await again.aclose()
+    assert again.metrics.queries == 1
