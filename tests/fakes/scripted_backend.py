@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from nemo_tui.backends.base import (
     BackendError,
-    BackendUnavailable,
     BackendHealth,
+    BackendUnavailable,
     ChatMessage,
     GenerationOptions,
     InstalledModel,

@@ -25,6 +25,7 @@ from nemo_tui.core.complexity import Complexity
 from nemo_tui.core.memory import MemoryProfile, PressureLevel, PressureWatcher
 from nemo_tui.core.recommender import Recommendation
 from nemo_tui.core.troubleshooting import Action, diagnose
+from nemo_tui.config_writer import get_setting
 from nemo_tui.engine import CacheActionResult, Engine
 from nemo_tui.errors import ConfigError
 from nemo_tui.events import (
@@ -390,6 +391,11 @@ class MainScreen(Screen[None]):
         else:
             self._change_settings({FIX_SETTINGS[action]: True})
             self.query_one(SettingsPanel).show(self._settings.config)
+
+    def toggle_setting(self, key: str) -> None:
+        """Flip one switch (from the command palette), as if toggled in the panel."""
+        self._change_settings({key: not get_setting(self._settings.config, key)})
+        self.query_one(SettingsPanel).show(self._settings.config)
 
     # Helpers.
 

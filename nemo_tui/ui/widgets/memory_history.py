@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from rich.console import RenderableType
+from textual.app import RenderResult
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
@@ -55,7 +55,7 @@ class MemoryHistory(PlotextPlot):
         super().on_mount()
         self._describe()
 
-    def render(self) -> RenderableType:
+    def render(self) -> RenderResult:
         """Rebuild the figure from the samples, in the theme's gauge colours."""
         plt = self.plt
         plt.clear_data()

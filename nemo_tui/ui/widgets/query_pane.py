@@ -133,7 +133,7 @@ class QueryPane(Vertical):
         """Model selector and data file, the question, the plan, the answer, its stats."""
         with Horizontal(id="query-controls"):
             yield Select[str](
-                [], prompt="auto (recommended)", allow_blank=True, id="model-select"
+                [], prompt="auto (recommended)", allow_blank=True, compact=True, id="model-select"
             )
             yield Label("no data file (ctrl+t)", id="data-file")
         yield TextArea(

@@ -1,0 +1,183 @@
+"""The dashboard app: themes, the engine's lifetime, global keys and the command palette.
+
+`create_app` is the one way to build it, used by `nemo-tui` and by the tests alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import partial
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.theme import Theme
+
+from nemo_tui import paths
+from nemo_tui.config import Config
+from nemo_tui.config_writer import get_setting
+from nemo_tui.engine import Engine
+from nemo_tui.errors import ConfigError
+from nemo_tui.ui.screens.help import HelpScreen, KeyHelp, key_help
+from nemo_tui.ui.screens.main import MainScreen
+from nemo_tui.ui.screens.stats import StatsScreen
+from nemo_tui.ui.settings_store import SettingsStore
+from nemo_tui.ui.themes import DEFAULT_THEME, GAUGE_VARIABLES, LAST_RESORT_THEME, load_themes
+from nemo_tui.ui.widgets.settings_panel import SETTINGS, SettingsPanel
+
+KEY_NAMES = {"question_mark": "?", "escape": "esc"}
+"""How some keys are written in the help screen."""
+
+
+class NemoApp(App[None]):
+    """The nemo-tui dashboard.
+
+    Args:
+        config: The validated config.
+        engine: The engine (not started; the app starts and closes it).
+        config_path: The file settings are saved to; None means the platform default.
+        theme: A theme name from `--theme`, which wins over the config and is remembered.
+        theme_dirs: Folders to load themes from; None means the bundled and the user's.
+    """
+
+    TITLE = "nemo-tui"
+    CSS_PATH = ["styles/app.tcss"]
+    BINDINGS = [
+        Binding("f1,question_mark", "help", "Help", tooltip="Show every key binding"),
+        Binding("f2", "stats", "Stats", tooltip="Show the full stats and backend health"),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        *,
+        config_path: Path | None = None,
+        theme: str | None = None,
+        theme_dirs: Sequence[Path] | None = None,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.settings = SettingsStore(config, engine, config_path)
+        folders = theme_dirs or (paths.bundled_themes_dir(), paths.user_themes_dir())
+        found = load_themes(folders)
+        for nemo_theme in found.themes:
+            self.register_theme(nemo_theme)
+        self._startup_notes = [f"Theme skipped: {problem}" for problem in found.problems]
+        self._theme_from_cli = theme is not None
+        wanted = theme or config.ui.theme
+        chosen = self._pick_theme(wanted)
+        self.theme = chosen
+        self._startup_theme = chosen
+
+    def _pick_theme(self, wanted: str) -> str:
+        available = self.available_themes
+        if wanted in available:
+            return wanted
+        fallback = DEFAULT_THEME if DEFAULT_THEME in available else LAST_RESORT_THEME
+        self._startup_notes.append(
+            f"No usable theme named '{wanted}'; using {fallback}."
+            f" Themes: {', '.join(sorted(available))}"
+        )
+        return fallback
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """The gauge colours, for themes (such as Textual's own) that do not set them."""
+        return dict(GAUGE_VARIABLES)
+
+    def get_default_screen(self) -> Screen[None]:
+        """The main dashboard screen."""
+        return MainScreen(self.engine, self.settings)
+
+    def on_mount(self) -> None:
+        """Report skipped themes, and remember theme changes from here on."""
+        for note in self._startup_notes:
+            self.notify(note, title="Theme", severity="warning", timeout=10)
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+
+    async def on_unmount(self) -> None:
+        """Close the engine: cancel what runs, unload in-process models, close connections."""
+        await self.engine.aclose()
+
+    def _remember_theme(self, theme: Theme) -> None:
+        if theme.name == self._startup_theme and not self._theme_from_cli:
+            return
+        if theme.name == self.settings.config.ui.theme:
+            return
+        try:
+            self.settings.change({"ui.theme": theme.name})
+        except ConfigError as exc:
+            self.notify(exc.one_line(), title="Theme not saved", severity="error")
+
+    def key_help(self) -> list[KeyHelp]:
+        """Every binding of the dashboard, for the help screen."""
+        return [
+            *key_help(self.BINDINGS, "anywhere", KEY_NAMES),
+            *key_help(MainScreen.BINDINGS, "main screen", KEY_NAMES),
+            KeyHelp("ctrl+p", "Command palette: every action, settings and themes", "anywhere"),
+            KeyHelp("ctrl+q", "Quit", "anywhere"),
+            KeyHelp("tab / shift+tab", "Move between panels", "anywhere"),
+            KeyHelp("space", "Toggle the setting under the cursor", "settings panel"),
+            *key_help(SettingsPanel.BINDINGS, "settings panel", KEY_NAMES),
+            KeyHelp("↑ / ↓", "Pick the model that f8 unloads", "cached models panel"),
+            KeyHelp("r", "Refresh", "stats screen"),
+        ]
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Textual's commands, then every dashboard action and setting."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help: keys", "Show every key binding", self.action_help)
+        yield SystemCommand("Stats", "Full stats and backend health", self.action_stats)
+        if not isinstance(screen, MainScreen):
+            return
+        for binding in Binding.make_bindings(MainScreen.BINDINGS):
+            yield SystemCommand(
+                binding.description,
+                binding.tooltip or binding.description,
+                partial(screen.run_action, binding.action),
+            )
+        for key, label in SETTINGS:
+            state = "on" if get_setting(self.settings.config, key) else "off"
+            yield SystemCommand(
+                f"Toggle {label}",
+                f"Now {state}; saved to your config file",
+                partial(screen.toggle_setting, key),
+            )
+        yield SystemCommand(
+            "Settings: revert to defaults",
+            "Put every switch back to its default and save",
+            screen.query_one(SettingsPanel).action_defaults,
+        )
+
+    def action_help(self) -> None:
+        """Show every key binding."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.key_help()))
+
+    def action_stats(self) -> None:
+        """Show the stats screen."""
+        if not isinstance(self.screen, StatsScreen):
+            self.push_screen(StatsScreen(self.engine))
+
+
+def create_app(
+    config: Config,
+    engine: Engine,
+    *,
+    config_path: Path | None = None,
+    theme: str | None = None,
+    theme_dirs: Sequence[Path] | None = None,
+) -> NemoApp:
+    """Build the dashboard (the CLI and the tests both use this).
+
+    Args:
+        config: The validated config.
+        engine: The engine, not yet started.
+        config_path: Where changed settings are saved; None means the platform default file.
+        theme: `--theme NAME`: use it now and remember it.
+        theme_dirs: Theme folders; None means the bundled ones and the user's.
+    """
+    return NemoApp(
+        config, engine, config_path=config_path, theme=theme, theme_dirs=theme_dirs
+    )
