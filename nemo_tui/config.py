@@ -256,6 +256,10 @@ def load_config(explicit: str | Path | None = None) -> LoadedConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror}", path=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "the file is not UTF-8 text", path=str(path), fix="save the config file as UTF-8"
+        ) from exc
     return LoadedConfig(parse_config(text, source=str(path)), path)
 
 

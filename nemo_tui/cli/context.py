@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 from nemo_tui.config import Config, load_config
-from nemo_tui.core.catalog import Catalog, build_catalog
+from nemo_tui.core.catalog import Catalog, ModelSpec, build_catalog
 from nemo_tui.core.memory import MemorySampler, SimulatedSampler, SystemSampler, parse_simulation
+from nemo_tui.errors import UsageError
 from nemo_tui.units import parse_size_mb
 
 
@@ -50,3 +52,32 @@ def make_context(args: argparse.Namespace) -> CommandContext:
     loaded = load_config(args.config)
     sampler = make_sampler(args.simulate_memory, args.simulate_gpu)
     return CommandContext(loaded.config, loaded.path, sampler, build_catalog(loaded.config))
+
+
+def data_file(text: str | None) -> Path | None:
+    """The file given to `--data`, checked before any work starts.
+
+    Raises:
+        UsageError: the path does not name an existing file.
+    """
+    if text is None:
+        return None
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UsageError(f"no such data file: {path}", fix="check the path given to --data")
+    return path
+
+
+def known_model(name: str, catalog: Catalog) -> ModelSpec:
+    """The catalog entry for a model named on the command line.
+
+    Raises:
+        UsageError: no model has that name; the fix names the closest one and lists them all.
+    """
+    spec = catalog.get(name)
+    if spec is not None:
+        return spec
+    names = catalog.names()
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise UsageError(f"unknown model '{name}'", fix=f"{hint}known models: {', '.join(names)}")

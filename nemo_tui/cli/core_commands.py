@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from nemo_tui import paths
-from nemo_tui.cli.context import CommandContext, make_context
+from nemo_tui.cli.context import CommandContext, data_file, make_context
 from nemo_tui.config import dump_config_yaml, load_config
 from nemo_tui.core.catalog import resolve_model_argument
 from nemo_tui.core.complexity import Complexity, ComplexityAssessment, assess_complexity
@@ -24,7 +24,7 @@ from nemo_tui.core.recommender import (
 )
 from nemo_tui.core.reports import memory_json
 from nemo_tui.core.tokens import estimate_tokens
-from nemo_tui.errors import UsageError
+from nemo_tui.errors import ConfigError, UsageError
 from nemo_tui.units import format_count, format_mb, format_pct
 
 
@@ -53,9 +53,10 @@ def status(args: argparse.Namespace) -> int:
 def recommend_command(args: argparse.Namespace) -> int:
     """`nemo-tui recommend QUERY`: the model for this query on this machine now."""
     ctx = make_context(args)
+    attached = data_file(args.data)
     profile = ctx.sampler.sample()
     assessment = _assess(
-        ctx, args.query, data_attached=args.data is not None, forced=args.complexity
+        ctx, args.query, data_attached=attached is not None, forced=args.complexity
     )
     request = RecommendationRequest(
         assessment.level, ctx.catalog, prompt_tokens=estimate_tokens(args.query)
@@ -82,7 +83,8 @@ def optimize_command(args: argparse.Namespace) -> int:
     from nemo_tui.core.data_summary import build_prompt, summarize_data
 
     ctx = make_context(args)
-    if sys.stdin.isatty() and args.data is None:
+    data = data_file(args.data)
+    if sys.stdin.isatty() and data is None:
         raise UsageError(
             "no prompt on standard input", fix="pipe one in: nemo-tui optimize < prompt.txt"
         )
@@ -91,7 +93,7 @@ def optimize_command(args: argparse.Namespace) -> int:
     if budget <= 0:
         raise UsageError(f"a budget of {budget} tokens holds nothing", fix="give --budget above 0")
     question = args.query
-    summary = summarize_data(Path(args.data), budget // 2) if args.data else None
+    summary = summarize_data(data, budget // 2) if data is not None else None
     prompt = build_prompt("\n\n".join(p for p in (text.strip(), question) if p), summary)
     result = optimize_prompt(
         prompt, budget, question=question, enabled=ctx.config.optimization.context_truncation
@@ -117,7 +119,16 @@ def estimate_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"model": spec.name, **result.to_json()})
         return 0
-    print(f"{spec.name} at {format_count(num_ctx)} tokens of context, KV cache {args.kv_type}:")
+    if not spec.local:
+        print(f"{spec.name} runs in the cloud: it needs no memory on this machine")
+        return 0
+    # The estimate is for the context the model really gets: servers clamp to its trained window.
+    print(
+        f"{spec.name} at {format_count(result.num_ctx)} tokens of context, KV cache {args.kv_type}:"
+    )
+    if result.num_ctx < num_ctx:
+        trained = format_count(result.num_ctx)
+        print(f"  (asked for {format_count(num_ctx)}; it was trained on {trained})")
     print(f"  weights   {format_mb(result.weights_mb):>10}")
     print(f"  KV cache  {format_mb(result.kv_cache_mb):>10}")
     print(f"  overhead  {format_mb(result.compute_mb + result.overhead_mb):>10}")
@@ -127,6 +138,10 @@ def estimate_command(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     """`nemo-tui check-config [PATH]`: validate and print the effective config."""
+    if args.path is not None and not Path(args.path).expanduser().is_file():
+        raise ConfigError(
+            "no such file", path=args.path, fix="check the path given to check-config"
+        )
     loaded = load_config(args.path or args.config)
     source = str(loaded.path) if loaded.path else "no config file; built-in defaults"
     print(f"# {source}: valid", file=sys.stderr)
@@ -205,7 +220,8 @@ def describe_optimization(result: OptimizedPrompt, budget: int) -> str:
         )
     return (
         f"{format_count(result.original_tokens)} -> {format_count(result.optimized_tokens)} tokens,"
-        f" {format_pct(result.reduction_pct / 100)} smaller ({len(result.cuts)} cuts)"
+        f" {format_pct(result.reduction_pct / 100)} smaller"
+        f" ({len(result.cuts)} {'cut' if len(result.cuts) == 1 else 'cuts'})"
     )
 
 

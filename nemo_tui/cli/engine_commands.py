@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nemo_tui import paths
 from nemo_tui.backends.discovery import describe_health
-from nemo_tui.cli.context import CommandContext, make_context
+from nemo_tui.cli.context import CommandContext, data_file, known_model, make_context
 from nemo_tui.cli.event_json import event_json
 from nemo_tui.core.cache_policy import CachedModel
 from nemo_tui.core.recommender import memory_budget_mb, planned_context
@@ -71,18 +71,13 @@ def _run(args: argparse.Namespace, body: Callable[[Engine, CommandContext], Awai
 
 def ask(args: argparse.Namespace) -> int:
     """`nemo-tui ask QUERY`: stream an answer to stdout, a one-line summary to stderr."""
-    data = Path(args.data).expanduser() if args.data else None
-    if data is not None and not data.is_file():
-        raise NemoError(f"no such data file: {data}", fix="check the path given to --data")
-    query = Query(args.query, model=args.model, data_file=data)
+    query = Query(args.query, model=args.model, data_file=data_file(args.data))
 
     async def body(engine: Engine, ctx: CommandContext) -> int:
-        if not any(h.up for h in engine.healths()):
-            raise NemoError(
-                "no model backend is up:\n  " + "\n  ".join(describe_health(engine.healths())),
-                fix="start Ollama (`ollama serve`), or install the embedded model with"
-                " pip install 'nemo-tui[local]'",
-            )
+        _require_a_backend(engine)
+        if query.model is not None:
+            # Checked after the probe: a model installed on a backend counts as known.
+            known_model(query.model, engine.catalog)
         handle = engine.submit(query)
         summary = _Summary()
         try:
@@ -100,6 +95,25 @@ def ask(args: argparse.Namespace) -> int:
         return 0 if isinstance(final, Done) else 1
 
     return _run(args, body)
+
+
+def _require_a_backend(engine: Engine) -> None:
+    """Stop with the state of every backend when none can answer.
+
+    Raises:
+        NemoError: no backend is up, or none is configured.
+    """
+    healths = engine.healths()
+    if any(h.up for h in healths):
+        return
+    key_env = engine.config.backends.gemini.api_key_env
+    fix = (
+        "start Ollama (`ollama serve`), install and enable the embedded model"
+        f" (pip install 'nemo-tui[local]'), or set ${key_env} for the cloud model"
+    )
+    if not healths:
+        raise NemoError("no model backend is configured", fix=fix)
+    raise NemoError("no model backend is up:\n  " + "\n  ".join(describe_health(healths)), fix=fix)
 
 
 class _Summary:
@@ -262,7 +276,12 @@ def models(args: argparse.Namespace) -> int:
 
 def preload(args: argparse.Namespace) -> int:
     """`nemo-tui preload MODEL`: load a model now, if memory allows."""
-    return _cache_action(args, lambda engine: engine.preload(args.model))
+
+    async def action(engine: Engine) -> object:
+        known_model(args.model, engine.catalog)
+        return await engine.preload(args.model)
+
+    return _cache_action(args, action)
 
 
 def unload(args: argparse.Namespace) -> int:

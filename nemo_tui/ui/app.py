@@ -114,7 +114,7 @@ class NemoApp(App[None]):
         """Every binding of the dashboard, for the help screen."""
         return [
             *key_help(self.BINDINGS, "anywhere", KEY_NAMES),
-            *key_help(MainScreen.BINDINGS, "main screen", KEY_NAMES),
+            *(line for line, _ in _screen_actions()),
             KeyHelp("ctrl+p", "Command palette: every action, settings and themes", "anywhere"),
             KeyHelp("ctrl+q", "Quit", "anywhere"),
             KeyHelp("tab / shift+tab", "Move between panels", "anywhere"),
@@ -131,11 +131,11 @@ class NemoApp(App[None]):
         yield SystemCommand("Stats", "Full stats and backend health", self.action_stats)
         if not isinstance(screen, MainScreen):
             return
-        for binding in Binding.make_bindings(MainScreen.BINDINGS):
+        for line, action in _screen_actions():
             yield SystemCommand(
-                binding.description,
-                binding.tooltip or binding.description,
-                partial(screen.run_action, binding.action),
+                f"{line.description} ({line.keys})",
+                line.description,
+                partial(screen.run_action, action),
             )
         for key, label in SETTINGS:
             state = "on" if get_setting(self.settings.config, key) else "off"
@@ -161,6 +161,14 @@ class NemoApp(App[None]):
             self.push_screen(StatsScreen(self.engine))
 
 
+def _screen_actions() -> list[tuple[KeyHelp, str]]:
+    """The main screen's own actions (not the app's), with their help line."""
+    own = [
+        b for b in MainScreen.BINDINGS if isinstance(b, Binding) and not b.action.startswith("app.")
+    ]
+    return list(zip(key_help(own, "main screen", KEY_NAMES), [b.action for b in own], strict=True))
+
+
 def create_app(
     config: Config,
     engine: Engine,
@@ -178,6 +186,4 @@ def create_app(
         theme: `--theme NAME`: use it now and remember it.
         theme_dirs: Theme folders; None means the bundled ones and the user's.
     """
-    return NemoApp(
-        config, engine, config_path=config_path, theme=theme, theme_dirs=theme_dirs
-    )
+    return NemoApp(config, engine, config_path=config_path, theme=theme, theme_dirs=theme_dirs)

@@ -160,9 +160,7 @@ class FakeOllama:
         server, self._server = self._server, None
         if server is None:
             return
-        self._stopping.set()
         server.shutdown()
-        server.server_close()
         with self._lock:
             connections = list(self._connections)
             self._connections.clear()
@@ -170,6 +168,10 @@ class FakeOllama:
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+        # Wake paused handlers only once their sockets are cut: a killed daemon never sends the
+        # rest of an answer it was pacing or stalling.
+        self._stopping.set()
+        server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
 

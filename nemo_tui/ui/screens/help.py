@@ -36,7 +36,9 @@ def key_help(
     names = display or {}
     grouped: dict[str, tuple[list[str], str]] = {}
     for binding in Binding.make_bindings(bindings):
-        keys, text = grouped.setdefault(binding.action, ([], binding.tooltip or binding.description))
+        keys, text = grouped.setdefault(
+            binding.action, ([], binding.tooltip or binding.description)
+        )
         keys.append(names.get(binding.key, binding.key))
     return [KeyHelp(" / ".join(keys), text, where) for keys, text in grouped.values()]
 

@@ -37,7 +37,12 @@ from nemo_tui.events import (
     PressureChanged,
     Token,
 )
-from nemo_tui.ui.messages import CachedModelsChanged, EngineEventArrived, EngineStarted, MemorySampled
+from nemo_tui.ui.messages import (
+    CachedModelsChanged,
+    EngineEventArrived,
+    EngineStarted,
+    MemorySampled,
+)
 from nemo_tui.ui.screens.path_prompt import PathPrompt
 from nemo_tui.ui.screens.prompt_review import PromptReview
 from nemo_tui.ui.settings_store import SettingsStore
@@ -74,20 +79,96 @@ class MainScreen(Screen[None]):
     """
 
     BINDINGS = [
+        Binding("f1,question_mark", "app.help", "Help", tooltip="Show every key binding"),
+        # The rest are priority bindings: the question box (a TextArea) must not swallow them.
         Binding("ctrl+s", "send", "Send", priority=True, tooltip="Send the question"),
         Binding("escape", "cancel", "Cancel", priority=True, tooltip="Cancel the running query"),
-        Binding("f3", "accept_recommendation", "Use rec.", tooltip="Select the recommended model"),
-        Binding("f4", "preload", "Preload", tooltip="Preload the selected or recommended model"),
-        Binding("f8", "unload", "Unload", tooltip="Unload the model under the cached-models cursor"),
-        Binding("f9", "clear_cache", "Clear cache", tooltip="Unload every cached model"),
-        Binding("f5", "refresh", "Refresh", tooltip="Sample memory and ask the backends now"),
-        Binding("f6", "toggle_side", "Panels", tooltip="Hide or show the side panels"),
-        Binding("f7", "toggle_plot", "Plot", tooltip="Hide or show the memory history plot"),
-        Binding("ctrl+t", "attach", "Data file", tooltip="Attach a data file to the question"),
-        Binding("ctrl+r", "review_prompt", "Cuts", tooltip="Show what the optimizer cut"),
-        Binding("ctrl+g", "copy_answer", "Copy", tooltip="Copy the answer (OSC 52 clipboard)"),
-        Binding("ctrl+o", "save_answer", "Save", tooltip="Save the answer to a file"),
-        Binding("ctrl+f", "fix", "Fix", tooltip="Apply the troubleshooting fix"),
+        Binding(
+            "f2",
+            "app.stats",
+            "Stats",
+            priority=True,
+            tooltip="Show the full stats and backend health",
+        ),
+        Binding(
+            "ctrl+t", "attach", "Data", priority=True, tooltip="Attach a data file to the question"
+        ),
+        Binding(
+            "ctrl+g",
+            "copy_answer",
+            "Copy",
+            priority=True,
+            tooltip="Copy the answer (OSC 52 clipboard)",
+        ),
+        Binding(
+            "ctrl+o", "save_answer", "Save", priority=True, tooltip="Save the answer to a file"
+        ),
+        Binding(
+            "f5",
+            "refresh",
+            "Refresh",
+            priority=True,
+            tooltip="Sample memory and ask the backends now",
+        ),
+        Binding(
+            "f6", "toggle_side", "Panels", priority=True, tooltip="Hide or show the side panels"
+        ),
+        Binding(
+            "f7",
+            "toggle_plot",
+            "Plot",
+            priority=True,
+            tooltip="Hide or show the memory history plot",
+        ),
+        # Shown in the subtitle of the panel they act on rather than in the footer.
+        Binding(
+            "f3",
+            "accept_recommendation",
+            "Use recommendation",
+            show=False,
+            priority=True,
+            tooltip="Select the recommended model for the next query",
+        ),
+        Binding(
+            "f4",
+            "preload",
+            "Preload",
+            show=False,
+            priority=True,
+            tooltip="Preload the selected model, or the recommended one",
+        ),
+        Binding(
+            "f8",
+            "unload",
+            "Unload",
+            show=False,
+            priority=True,
+            tooltip="Unload the model under the cached-models cursor",
+        ),
+        Binding(
+            "f9",
+            "clear_cache",
+            "Clear cache",
+            show=False,
+            priority=True,
+            tooltip="Unload every model",
+        ),
+        Binding(
+            "ctrl+r",
+            "review_prompt",
+            "Cuts",
+            show=False,
+            priority=True,
+            tooltip="Show what the optimizer cut",
+        ),
+        Binding(
+            "ctrl+f",
+            "fix",
+            "Fix",
+            show=False,
+            priority=True,
+            tooltip="Apply the troubleshooting fix",
+        ),
     ]
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
@@ -219,7 +300,7 @@ class MainScreen(Screen[None]):
         if isinstance(event, BackendsChanged):
             self._show_healths(list(event.healths))
             self.query_one(QueryPane).set_model_choices(self._engine.model_choices())
-        if isinstance(event, Evicting | Loading | PressureChanged | FINAL_EVENTS):
+        if isinstance(event, (Evicting, Loading, PressureChanged, *FINAL_EVENTS)):
             self._show_cached_models()
         if isinstance(event, FINAL_EVENTS):
             self._refresh_recommendation()

@@ -112,7 +112,9 @@ def health_table(healths: Sequence[BackendHealth]) -> Table:
     return table
 
 
-def _flatten(prefix: tuple[str, ...], data: Mapping[str, object]) -> list[tuple[tuple[str, ...], object]]:
+def _flatten(
+    prefix: tuple[str, ...], data: Mapping[str, object]
+) -> list[tuple[tuple[str, ...], object]]:
     items: list[tuple[tuple[str, ...], object]] = []
     for key, value in data.items():
         path = (*prefix, key)

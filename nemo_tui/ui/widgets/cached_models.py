@@ -10,7 +10,7 @@ from textual.widgets import DataTable
 from nemo_tui.core.cache_policy import CachedModel
 from nemo_tui.units import format_count, format_mb, format_pct, format_seconds
 
-COLUMNS = ("Model", "Backend", "Size", "VRAM", "Context", "Expires in", "Hits")
+COLUMNS = ("Model", "Where", "Size", "VRAM", "Ctx", "Expires", "Hits")
 
 
 def expires_in(model: CachedModel, now: float) -> str:

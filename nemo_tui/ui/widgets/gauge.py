@@ -58,7 +58,7 @@ class Gauge(Widget):
     level: reactive[GaugeLevel] = reactive[GaugeLevel]("ok")
     """Which colour the bar takes."""
 
-    label_width = 15
+    label_width = 16
     """Columns reserved for the label, so bars of a panel line up."""
 
     def __init__(self, label: str, *, id: str | None = None) -> None:

@@ -57,7 +57,7 @@ class MemoryPanel(Vertical):
     MemoryPanel.-simulated {
         border: round $warning;
     }
-    MemoryPanel > #memory-pressure, MemoryPanel > #memory-parts {
+    MemoryPanel > #gauge-gpus, MemoryPanel > #memory-pressure, MemoryPanel > #memory-parts {
         height: auto;
     }
     MemoryPanel > #memory-parts {
@@ -134,11 +134,10 @@ class MemoryPanel(Vertical):
 
     def _show_gpus(self, profile: MemoryProfile) -> None:
         holder = self.query_one("#gauge-gpus", Vertical)
-        gauges = [Gauge(f"GPU{gpu.index} (NVML)") for gpu in profile.gpus]
-        if len(gauges) != self._gpu_count:
+        if len(profile.gpus) != self._gpu_count:
+            gauges = [Gauge(f"GPU{gpu.index} (NVML)") for gpu in profile.gpus]
             holder.remove_children()
             holder.mount_all(gauges)
-            holder.styles.height = len(gauges)
             self._gpu_count = len(gauges)
         else:
             gauges = list(holder.query(Gauge))

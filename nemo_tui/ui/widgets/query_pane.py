@@ -28,6 +28,7 @@ from nemo_tui.events import (
     Recommended,
 )
 from nemo_tui.ui.widgets.answer_view import AnswerView
+from nemo_tui.ui.widgets.info_line import InfoLine
 from nemo_tui.units import format_count, format_pct, format_rate, format_seconds
 
 PLAN_DELAY_S = 0.4
@@ -97,7 +98,7 @@ class QueryPane(Vertical):
         max-width: 44;
     }
     QueryPane #data-file {
-        padding: 1 1 0 1;
+        padding: 0 1;
         color: $text-muted;
     }
     QueryPane > #query-input {
@@ -108,6 +109,7 @@ class QueryPane(Vertical):
         color: $text-muted;
         padding: 0 1;
     }
+
     QueryPane > #query-error {
         height: auto;
         display: none;
@@ -127,6 +129,8 @@ class QueryPane(Vertical):
         self._plan: QueryPlan | None = None
         self._plan_timer: Timer | None = None
         self._choices: list[str] = []
+        self._answering = False
+        self._model = ""
         self._error = ""
 
     def compose(self) -> ComposeResult:
@@ -142,11 +146,11 @@ class QueryPane(Vertical):
             show_line_numbers=False,
             placeholder="Ask a question, then ctrl+s to send",
         )
-        yield Static("", id="query-plan")
+        yield InfoLine(id="query-plan")
         yield AnswerView(id="answer-view")
-        yield Static("", id="query-activity")
+        yield InfoLine(id="query-activity")
         yield Static("", id="query-error")
-        yield Static("", id="query-stats")
+        yield InfoLine(id="query-stats")
 
     @property
     def running(self) -> bool:
@@ -213,9 +217,10 @@ class QueryPane(Vertical):
             self.notify("Type a question first.", severity="warning")
             return False
         self._clear_error()
-        self.query_one("#query-stats", Static).update("")
-        self.query_one("#query-activity", Static).update("Sending…")
+        self.query_one("#query-stats", InfoLine).update("")
+        self.query_one("#query-activity", InfoLine).update("Sending…")
         await self.query_one(AnswerView).begin(f"Answer to query {query.id}")
+        self._answering = False
         self._handle = self._engine.submit(query)
         return True
 
@@ -224,23 +229,29 @@ class QueryPane(Vertical):
         if self._handle is None:
             return False
         self._handle.cancel()
-        self.query_one("#query-activity", Static).update("Cancelling…")
+        self.query_one("#query-activity", InfoLine).update("Cancelling…")
         return True
 
     def feed(self, query_id: int, text: str) -> None:
         """Answer text for a query (ignored unless it is the one this pane sent)."""
         if self._handle is not None and self._handle.query.id == query_id:
+            if not self._answering:
+                self._answering = True
+                self.query_one("#query-activity", InfoLine).update(
+                    f"{escape(self._model)} is answering… (esc cancels)"
+                )
             self.query_one(AnswerView).feed(text)
 
     async def show_event(self, event: EngineEvent) -> None:
         """Show one engine event about the pane's query (others are ignored)."""
         if self._handle is None or event.query_id != self._handle.query.id:
             return
-        activity = self.query_one("#query-activity", Static)
+        activity = self.query_one("#query-activity", InfoLine)
         match event:
             case Queued(position=position) if position > 0:
                 activity.update(f"Waiting behind {format_count(position)} other queries…")
             case Recommended():
+                self._model = event.recommendation.model
                 note = "your pick" if event.override else escape(event.recommendation.reason)
                 activity.update(f"Using {escape(event.recommendation.model)}: {note}")
                 if event.warning:
@@ -253,22 +264,24 @@ class QueryPane(Vertical):
                         f" {format_count(opt.original_tokens)} → {format_count(opt.optimized_tokens)}"
                     )
             case Loading():
-                activity.update(
-                    f"Loading {escape(event.model)} on {event.backend} (cold start)…"
-                )
+                activity.update(f"Loading {escape(event.model)} on {event.backend} (cold start)…")
             case Evicting():
                 activity.update(f"Unloading {escape(event.model)}: {escape(event.reason)}")
             case Fallback():
+                self._model = event.to_model
+                self._answering = False
                 activity.update(
                     f"{escape(event.from_model)} failed ({escape(event.why)});"
                     f" trying {escape(event.to_model)}"
                 )
             case Notice():
-                activity.update(("[$warning]⚠ [/]" if event.warning else "") + escape(event.message))
+                activity.update(
+                    ("[$warning]⚠ [/]" if event.warning else "") + escape(event.message)
+                )
             case Done():
                 await self._end(event.text)
                 activity.update("")
-                self.query_one("#query-stats", Static).update(describe_done(event))
+                self.query_one("#query-stats", InfoLine).update(describe_done(event))
             case Failed():
                 await self._end(None)
                 activity.update("The partial answer is kept above." if event.partial_text else "")
@@ -303,7 +316,7 @@ class QueryPane(Vertical):
     def refresh_plan(self) -> None:
         """Preview how the typed query would run now."""
         self._plan_timer = None
-        line = self.query_one("#query-plan", Static)
+        line = self.query_one("#query-plan", InfoLine)
         query = self.current_query()
         if query is None:
             self._plan = None

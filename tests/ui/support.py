@@ -1,0 +1,141 @@
+"""What the dashboard tests share: a machine whose memory a test sets, and an app built around it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import TextArea
+
+from nemo_tui.config import Config
+from nemo_tui.core.memory import GpuMemory, MemoryProfile
+from nemo_tui.engine import Engine
+from nemo_tui.ui.app import NemoApp, create_app
+from tests.fakes import ScriptedBackend
+
+GB = 1024.0
+FIXED_TIME = 1_700_000_000.0
+"""Every sample carries this time stamp, so plots and expiry times never move in snapshots."""
+
+
+def profile(
+    total_gb: float = 16.0,
+    available_gb: float = 12.0,
+    *,
+    simulated: bool = False,
+    gpu_gb: float | None = None,
+) -> MemoryProfile:
+    """A complete, fixed memory profile (no measured RSS, unlike SimulatedSampler)."""
+    total = total_gb * GB
+    available = available_gb * GB
+    gpus = (GpuMemory(0, "Test GPU", gpu_gb * GB, gpu_gb * GB / 4),) if gpu_gb else ()
+    return MemoryProfile(
+        total_mb=total,
+        available_mb=available,
+        used_mb=total - available,
+        percent=(total - available) / total * 100,
+        swap_total_mb=2 * GB,
+        swap_used_mb=256.0,
+        process_rss_mb=80.0,
+        page_cache_mb=3 * GB,
+        psi_some_avg10=0.5,
+        psi_full_avg10=0.0,
+        cgroup_limit_mb=None,
+        cgroup_used_mb=None,
+        host_total_mb=total,
+        host_available_mb=available,
+        gpus=gpus,
+        simulated=simulated,
+        timestamp=FIXED_TIME,
+    )
+
+
+class FixedSampler:
+    """A machine whose memory stays put until a test changes it."""
+
+    def __init__(self, start: MemoryProfile | None = None) -> None:
+        self.profile = start or profile()
+
+    def sample(self) -> MemoryProfile:
+        """The current profile."""
+        return self.profile
+
+    def set_available(self, available_gb: float) -> None:
+        """Change how much memory is free."""
+        self.profile = replace(self.profile.with_available(available_gb * GB))
+
+
+@dataclass
+class Rig:
+    """One dashboard under test and the fakes around it."""
+
+    app: NemoApp
+    engine: Engine
+    backend: ScriptedBackend
+    sampler: FixedSampler
+    config_path: Path
+    notes: list[str]
+    """Every notification shown, as `title: message`."""
+
+
+def make_rig(
+    tmp_path: Path,
+    *,
+    config: Config | None = None,
+    sampler: FixedSampler | None = None,
+    backend: ScriptedBackend | None = None,
+    config_text: str | None = None,
+    theme: str | None = None,
+    theme_dirs: list[Path] | None = None,
+) -> Rig:
+    """Build the real app around a scripted Ollama-like backend and a fixed machine."""
+    backend = backend or ScriptedBackend(
+        name="ollama", models=("tinyllama", "phi3:mini"), sizes_mb={"tinyllama": 700.0}
+    )
+    sampler = sampler or FixedSampler()
+    config = config or Config()
+    config_path = tmp_path / "config.yaml"
+    if config_text is not None:
+        config_path.write_text(config_text, encoding="utf-8")
+    engine = Engine(config, sampler=sampler, backends=[backend], monitor=False)
+    app = create_app(
+        config, engine, config_path=config_path, theme=theme, theme_dirs=theme_dirs
+    )
+    notes: list[str] = []
+    original = app.notify
+
+    def record(message: str, *, title: str = "", **kwargs: object) -> None:
+        notes.append(f"{title}: {message}")
+        original(message, title=title, **kwargs)  # type: ignore[arg-type]
+
+    app.notify = record  # type: ignore[method-assign]
+    return Rig(app, engine, backend, sampler, config_path, notes)
+
+
+async def settle(pilot: Pilot[None], until: Callable[[], bool], *, rounds: int = 200) -> None:
+    """Let workers and messages run until `until()` holds (bounded; fails loudly if never).
+
+    Not a timing assertion: each round yields to the event loop and waits for the screen to
+    be idle; the bound only stops a broken test from hanging.
+    """
+    for _ in range(rounds):
+        if until():
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the dashboard never reached the expected state")
+
+
+async def started(pilot: Pilot[None]) -> None:
+    """Wait until the engine answered its first probe and the first sample is drawn."""
+    app = pilot.app
+    await settle(pilot, lambda: "backends:" in str(app.screen.sub_title))
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def still_cursor(app: NemoApp) -> None:
+    """Stop the question box's cursor blinking (snapshots must not depend on the blink phase)."""
+    for area in app.screen.query(TextArea):
+        area.cursor_blink = False
