@@ -116,6 +116,8 @@ class RecommendationRequest:
     loaded: Mapping[str, ResidentModel] = field(default_factory=dict)
     prompt_tokens: int | None = None
     """Tokens of the prompt to fit in the context, when known."""
+    avoid: Collection[str] = ()
+    """Models that recently failed to load for lack of memory: treated as not fitting."""
 
 
 def memory_budget_mb(profile: MemoryProfile, cache_limit: float) -> float:
@@ -192,7 +194,9 @@ def recommend(
     started = time.perf_counter()
     budget = memory_budget_mb(profile, config.memory_thresholds.cache_limit)
     desired = _TIER_FOR_COMPLEXITY[request.complexity]
-    cap = tier_cap(profile.available_mb, config)
+    # Loaded models can be unloaded, so their memory counts as available for the tier cap.
+    freeable = sum(r.size_mb for r in request.loaded.values())
+    cap = tier_cap(profile.available_mb + freeable, config)
     ideal_rank = min(desired.rank, cap.rank)
     candidates = [
         _evaluate(spec, budget, request, config)
@@ -289,7 +293,7 @@ def _evaluate(
             max(ctx, wanted_ctx),
             _batch(spec, ctx, budget, config),
             estimate,
-            True,
+            spec.name not in request.avoid,
             (),
             True,
             installed if installed is not None else True,
@@ -306,7 +310,7 @@ def _evaluate(
         evict.append(victim.name)
         room += victim.size_mb
     ctx = wanted_ctx if need <= room else _fit_context(spec, wanted_ctx, room, config)
-    fits = ctx >= MIN_CONTEXT
+    fits = ctx >= MIN_CONTEXT and spec.name not in request.avoid
     ctx = ctx if fits else wanted_ctx
     estimate = spec.estimate(ctx)
     return _Candidate(
@@ -359,7 +363,9 @@ def _loaded_for_task(
     """The smallest loaded model whose tier serves the task, if any."""
     if not loaded:
         return None
-    serving = [c for c in candidates if c.loaded and c.spec.tier.rank >= desired.rank]
+    serving = [
+        c for c in candidates if c.loaded and c.fits and c.spec.tier.rank >= desired.rank
+    ]
     return serving[-1] if serving else None
 
 

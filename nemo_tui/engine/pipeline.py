@@ -61,6 +61,8 @@ from nemo_tui.units import format_count, format_seconds
 
 Emit = Callable[[EngineEvent], None]
 
+OUT_OF_MEMORY_BACKOFF_S = 300.0
+"""How long a model that failed to load for lack of memory is passed over by the recommender."""
 EXACT_TRUNCATION_RATIO = 0.95
 """With exact token counts, a server that evaluated less than this share of the prompt cut it."""
 ESTIMATED_TRUNCATION_RATIO = 0.75
@@ -100,6 +102,13 @@ class RunEnvironment:
     num_thread: int | None = None
     history: Path | None = None
     """Where per-query metrics are appended, when they are kept between runs."""
+    out_of_memory: dict[str, float] = field(default_factory=dict)
+    """Models that last failed for lack of memory, and when (so the next query skips them)."""
+
+    def recently_out_of_memory(self) -> set[str]:
+        """Models that failed to load for lack of memory within the back-off period."""
+        now = time.time()
+        return {m for m, at in self.out_of_memory.items() if now - at < OUT_OF_MEMORY_BACKOFF_S}
 
     def planning_inputs(self) -> PlanningInputs:
         """A fresh snapshot of everything the planner looks at."""
@@ -109,6 +118,7 @@ class RunEnvironment:
             catalog=self.registry.catalog,
             installed=self.registry.installed_names(),
             loaded=self.registry.resident(),
+            avoid=self.recently_out_of_memory(),
         )
 
     def options(self, query: Query, num_ctx: int, num_batch: int) -> GenerationOptions:
@@ -162,9 +172,12 @@ async def run_query(env: RunEnvironment, query: Query, state: RunState, emit: Em
                 done = await _run_attempt(env, query, attempt, tried, state, emit, started)
             except BackendError as exc:
                 errors.append(exc)
+                if isinstance(exc, OutOfMemory):
+                    env.out_of_memory[name] = time.time()
                 if state.parts:
                     break
             else:
+                env.out_of_memory.pop(name, None)
                 _record(env, attempt, started, errors, done, state)
                 env.usage.append(UsageRecord(plan.complexity.level.value, name, time.time()))
                 return done

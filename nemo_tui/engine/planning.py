@@ -60,6 +60,7 @@ class PlanningInputs:
     catalog: Catalog
     installed: Collection[str] | None
     loaded: Mapping[str, ResidentModel]
+    avoid: Collection[str] = ()
 
 
 def judge_complexity(query: Query, config: Config) -> ComplexityAssessment:
@@ -95,6 +96,7 @@ def plan_query(query: Query, inputs: PlanningInputs) -> QueryPlan:
         installed=inputs.installed,
         loaded=inputs.loaded,
         prompt_tokens=question_tokens,
+        avoid=inputs.avoid,
     )
     if query.model is not None:
         spec = _known(query.model, inputs.catalog)

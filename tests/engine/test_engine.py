@@ -378,3 +378,20 @@ async def test_metrics_history_survives_a_restart(tmp_path: Path) -> None:
     again = await started([ScriptedBackend()], history=history)
     await again.aclose()
     assert again.metrics.queries == 1
+
+
+async def test_a_model_that_ran_out_of_memory_is_passed_over_next_time() -> None:
+    ollama = ScriptedBackend("ollama", ("tinyllama", "phi3:mini"))
+    ollama.scripts["phi3:mini"] = Script(
+        error=OutOfMemory("model requires more system memory", backend="ollama")
+    )
+    engine = await started([ollama])
+    try:
+        await collect(engine, Query("Explain how vaccines train the immune system."))
+        events = await collect(engine, Query("Explain how antibiotics stop bacteria."))
+    finally:
+        await engine.aclose()
+    recommended = next(e for e in events if isinstance(e, Recommended))
+    assert recommended.recommendation.model == "tinyllama"
+    assert not any(isinstance(e, Fallback) for e in events)
+    assert ollama.calls.count(("chat", "phi3:mini")) == 1
