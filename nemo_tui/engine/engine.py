@@ -69,8 +69,6 @@ from nemo_tui.events import (
 from nemo_tui.units import format_mb, format_seconds
 
 PROBE_TIMEOUT_S = 2.0
-IDLE_BEFORE_PREDICTING_S = 10.0
-"""Quiet time after the last query before predictive preloading may start a load."""
 
 
 @dataclass(frozen=True)
@@ -458,7 +456,8 @@ class Engine:
             or not config.optimization.enable_model_caching
             or self._lock.locked()
             or not self._env.usage
-            or time.monotonic() - self._last_query_end < IDLE_BEFORE_PREDICTING_S
+            # Idle means a whole refresh interval without a query.
+            or time.monotonic() - self._last_query_end < config.monitor.refresh_interval_s
         ):
             return
         last: UsageRecord = self._env.usage[-1]

@@ -395,3 +395,36 @@ async def test_a_model_that_ran_out_of_memory_is_passed_over_next_time() -> None
     assert recommended.recommendation.model == "tinyllama"
     assert not any(isinstance(e, Fallback) for e in events)
     assert ollama.calls.count(("chat", "phi3:mini")) == 1
+
+
+async def test_idle_engine_preloads_the_model_most_used_lately() -> None:
+    backend = ScriptedBackend()
+    config = config_with(monitor={"gauge_interval_s": 0.02, "refresh_interval_s": 0.05})
+    engine = await started([backend], config=config, monitor=True)
+    events = engine.subscribe()
+    try:
+        await collect(engine, Query("hi"))
+        await engine.clear_cache()
+        async for event in events:
+            if isinstance(event, Loading) and event.query_id == 0:
+                break
+    finally:
+        await engine.aclose()
+    assert event.model == "smollm2:135m"
+    assert backend.calls.count(("preload", "smollm2:135m")) == 2
+
+
+async def test_predictive_preloading_can_be_turned_off() -> None:
+    backend = ScriptedBackend()
+    config = config_with(
+        monitor={"gauge_interval_s": 0.02, "refresh_interval_s": 0.05},
+        optimization={"predictive_preloading": False},
+    )
+    engine = await started([backend], config=config, monitor=True)
+    try:
+        await collect(engine, Query("hi"))
+        await engine.clear_cache()
+        await asyncio.sleep(0.3)
+    finally:
+        await engine.aclose()
+    assert backend.calls.count(("preload", "smollm2:135m")) == 1
