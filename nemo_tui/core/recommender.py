@@ -118,6 +118,8 @@ class RecommendationRequest:
     """Tokens of the prompt to fit in the context, when known."""
     avoid: Collection[str] = ()
     """Models that recently failed to load for lack of memory: treated as not fitting."""
+    backends_up: Collection[str] | None = None
+    """Backends answering now; None when unknown. A down one gets a "start it" tip."""
 
 
 def memory_budget_mb(profile: MemoryProfile, cache_limit: float) -> float:
@@ -230,7 +232,7 @@ def recommend(
     )
     ideal = _ideal(candidates, ideal_rank)
     facts = _facts(profile, request, budget, ideal, cap, desired)
-    hint = _install_hint(ideal, chosen)
+    hint = _install_hint(ideal, chosen, request.backends_up)
     if prefer_cloud or (chosen is None and cloud is not None and config.preferences.allow_fallback):
         assert cloud is not None
         why = "local is not preferred" if prefer_cloud else "no local model fits"
@@ -363,9 +365,7 @@ def _loaded_for_task(
     """The smallest loaded model whose tier serves the task, if any."""
     if not loaded:
         return None
-    serving = [
-        c for c in candidates if c.loaded and c.fits and c.spec.tier.rank >= desired.rank
-    ]
+    serving = [c for c in candidates if c.loaded and c.fits and c.spec.tier.rank >= desired.rank]
     return serving[-1] if serving else None
 
 
@@ -419,12 +419,18 @@ def _verdict(chosen: _Candidate, ideal: _Candidate | None) -> str:
     return text
 
 
-def _install_hint(ideal: _Candidate | None, chosen: _Candidate | None) -> str:
+def _install_hint(
+    ideal: _Candidate | None, chosen: _Candidate | None, backends_up: Collection[str] | None
+) -> str:
     if ideal is None or ideal.installed is not False or not ideal.fits:
         return ""
     if chosen is not None and chosen.spec.name == ideal.spec.name:
         return ""
-    if ideal.spec.backend == "ollama":
+    backend = ideal.spec.backend
+    if backends_up is not None and backend not in backends_up:
+        start = "`ollama serve`" if backend == "ollama" else f"the {backend} server"
+        return f"{backend} is down: start it ({start}) to use {ideal.spec.name} for this query"
+    if backend == "ollama":
         return f"`ollama pull {ideal.spec.name}` would give a better answer for this query"
     return f"install {ideal.spec.name} on the {ideal.spec.backend} backend for a better answer"
 

@@ -260,6 +260,8 @@ class Engine:
             self._registry.catalog,
             installed=self._registry.installed_names(),
             loaded=self._registry.resident(),
+            avoid=self._env.recently_out_of_memory(),
+            backends_up=self._registry.up_names(),
         )
         return recommend(self.sample(), request, self.config)
 

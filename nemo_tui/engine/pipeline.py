@@ -119,6 +119,7 @@ class RunEnvironment:
             installed=self.registry.installed_names(),
             loaded=self.registry.resident(),
             avoid=self.recently_out_of_memory(),
+            backends_up=self.registry.up_names(),
         )
 
     def options(self, query: Query, num_ctx: int, num_batch: int) -> GenerationOptions:

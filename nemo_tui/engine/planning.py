@@ -61,6 +61,7 @@ class PlanningInputs:
     installed: Collection[str] | None
     loaded: Mapping[str, ResidentModel]
     avoid: Collection[str] = ()
+    backends_up: Collection[str] | None = None
 
 
 def judge_complexity(query: Query, config: Config) -> ComplexityAssessment:
@@ -97,6 +98,7 @@ def plan_query(query: Query, inputs: PlanningInputs) -> QueryPlan:
         loaded=inputs.loaded,
         prompt_tokens=question_tokens,
         avoid=inputs.avoid,
+        backends_up=inputs.backends_up,
     )
     if query.model is not None:
         spec = _known(query.model, inputs.catalog)

@@ -53,6 +53,10 @@ class BackendRegistry:
         health = self._health.get(name)
         return health is not None and health.up
 
+    def up_names(self) -> set[str]:
+        """Names of the backends that answered the last probe."""
+        return {b.name for b in self._backends if self.is_up(b.name)}
+
     def backend(self, name: str) -> Backend | None:
         """The backend with this name, up or not."""
         return next((b for b in self._backends if b.name == name), None)

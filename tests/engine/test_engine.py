@@ -36,7 +36,9 @@ def config_with(**sections: dict[str, object]) -> Config:
     config = Config()
     for name, values in sections.items():
         section = getattr(config, name)
-        config = msgspec.structs.replace(config, **{name: msgspec.structs.replace(section, **values)})
+        config = msgspec.structs.replace(
+            config, **{name: msgspec.structs.replace(section, **values)}
+        )
     return config
 
 
@@ -268,7 +270,9 @@ async def test_hand_picked_model_that_does_not_fit_is_allowed_with_a_warning() -
 
 async def test_with_model_caching_off_the_model_is_unloaded_after_each_answer() -> None:
     backend = ScriptedBackend()
-    engine = await started([backend], config=config_with(optimization={"enable_model_caching": False}))
+    engine = await started(
+        [backend], config=config_with(optimization={"enable_model_caching": False})
+    )
     try:
         events = await collect(engine, Query("hi"))
     finally:
@@ -282,7 +286,9 @@ async def test_with_model_caching_off_the_model_is_unloaded_after_each_answer() 
 async def test_server_side_prompt_cut_is_reported_not_hidden() -> None:
     backend = ScriptedBackend()
     backend.script = Script(tokens=["ok"], prompt_tokens=10)
-    engine = await started([backend], config=config_with(optimization={"context_truncation": False}))
+    engine = await started(
+        [backend], config=config_with(optimization={"context_truncation": False})
+    )
     long_question = "Summarize this report. " + "The committee met and discussed budgets. " * 300
     try:
         events = await collect(engine, Query(long_question))
@@ -312,7 +318,8 @@ async def test_long_prompt_is_optimized_to_the_model_budget() -> None:
 
 async def test_preload_evicts_least_recently_used_and_refuses_what_cannot_fit() -> None:
     ollama = ScriptedBackend(
-        "ollama", ("tinyllama", "phi3:mini", "biomistral:7b"),
+        "ollama",
+        ("tinyllama", "phi3:mini", "biomistral:7b"),
         sizes_mb={"tinyllama": 900, "phi3:mini": 3900},
     )
     sampler = ChangingSampler(8, 4)

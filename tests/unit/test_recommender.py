@@ -90,9 +90,7 @@ def test_nothing_fits_uses_cloud_when_allowed() -> None:
 
 
 def test_nothing_fits_without_fallback_says_so() -> None:
-    config = msgspec.structs.replace(
-        CONFIG, preferences=Preferences(allow_fallback=False)
-    )
+    config = msgspec.structs.replace(CONFIG, preferences=Preferences(allow_fallback=False))
     rec = pick(machine(1, 0.2), Complexity.LOW, config=config, installed=OLLAMA_MODELS)
     assert rec.local
     assert not rec.fits
@@ -177,11 +175,31 @@ def test_batch_optimization_off_uses_the_default_batch() -> None:
     config = msgspec.structs.replace(
         CONFIG, optimization=msgspec.structs.replace(CONFIG.optimization, batch_optimization=False)
     )
-    assert pick(machine(16), Complexity.LOW, config=config, installed=OLLAMA_MODELS).num_batch == 512
+    assert (
+        pick(machine(16), Complexity.LOW, config=config, installed=OLLAMA_MODELS).num_batch == 512
+    )
 
 
 def test_json_has_the_documented_keys() -> None:
     data = pick(machine(8), Complexity.LOW, installed=OLLAMA_MODELS).to_json()
-    for key in ("model", "backend", "tier", "local", "reason", "num_ctx", "num_batch", "fits",
-                "fallbacks"):
+    for key in (
+        "model",
+        "backend",
+        "tier",
+        "local",
+        "reason",
+        "num_ctx",
+        "num_batch",
+        "fits",
+        "fallbacks",
+    ):
         assert key in data
+
+
+def test_tip_says_to_start_a_down_backend_rather_than_to_pull() -> None:
+    request = RecommendationRequest(
+        Complexity.HIGH, CATALOG, installed=("smollm2:135m",), backends_up=("embedded",)
+    )
+    rec = recommend(machine(16), request, CONFIG)
+    assert rec.model == "smollm2:135m"
+    assert rec.install_hint.startswith("ollama is down: start it (`ollama serve`)")
