@@ -31,7 +31,7 @@ import socketserver
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +97,7 @@ Prepare = Callable[[], Awaitable[None]]
 
 
 async def run_rounds(
-    engine: Engine, model: str, variants: dict[str, Prepare], runs: int, max_tokens: int
+    engine: Engine, model: str, variants: Mapping[str, Prepare], runs: int, max_tokens: int
 ) -> dict[str, list[Sample]]:
     """Each variant once per round, order rotated; the preparation is not timed."""
     names = list(variants)
@@ -186,7 +186,7 @@ def report(title: str, samples: dict[str, list[Sample]]) -> None:
     """Rows of medians per variant, then each cold variant's ratio to cached."""
 
     def med(name: str, field: str) -> float:
-        return statistics.median(getattr(s, field) for s in samples[name])
+        return statistics.median(float(getattr(s, field)) for s in samples[name])
 
     fields = ("load_s", "first_token_s", "wall_first_token_s", "wall_total_s")
     for name in samples:
