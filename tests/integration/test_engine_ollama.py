@@ -182,6 +182,26 @@ async def test_a_model_that_does_not_fit_next_to_two_others_evicts_the_least_rec
     assert server.handler_errors == []
 
 
+async def test_a_query_that_needs_room_unloads_the_least_recently_used_model_first() -> None:
+    with FakeOllama([TINY, PHI, BIO]) as server:
+        # 20 GB, 7.8 GB in use by other programs: with phi3:mini and tinyllama loaded, 8.2 GB
+        # are free (enough for the high tier) but only 4.2 GB fit under the 80% cache limit.
+        machine = FakeMachine(server, total_mb=20 * 1024, base_used_mb=7800)
+        async with running(server.url, sampler=machine) as engine:
+            assert (await engine.preload("phi3:mini")).ok
+            assert (await engine.preload("tinyllama")).ok
+            events = await ask(engine, Query("Explain it.", complexity=Complexity.HIGH))
+            loaded = set(server.loaded())
+    evicting = of_type(events, Evicting)
+    assert [e.model for e in evicting] == ["phi3:mini"]
+    assert "least recently used" in evicting[0].reason
+    assert evicting[0].freed_mb == pytest.approx(PHI.memory_mb(4096))
+    done = final(events)
+    assert isinstance(done, Done) and done.model == "biomistral:7b" and done.cache_hit is False
+    assert loaded == {"tinyllama", "biomistral:7b"}
+    assert server.handler_errors == []
+
+
 async def test_out_of_memory_on_the_recommended_model_falls_back_to_a_smaller_one() -> None:
     with FakeOllama([TINY, PHI], memory_limit_mb=2000) as server:
         async with running(server.url) as engine:
