@@ -12,15 +12,16 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError
 
 from nemo_tui.config import Config, parse_config
 from nemo_tui.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
 
 SettingValue = bool | int | float | str
 """The value types the dashboard saves (switches, numbers, names)."""
@@ -93,6 +94,9 @@ def save_settings(path: Path, updates: Mapping[str, SettingValue]) -> None:
         ConfigError: the existing file is not valid YAML, the result would be invalid, or the
             file cannot be written.
     """
+    # Imported here: ruamel.yaml costs start-up time and memory, and only a save needs it.
+    from ruamel.yaml import YAML
+
     yaml = YAML()
     yaml.preserve_quotes = True
     document = _load(yaml, path)
@@ -106,6 +110,9 @@ def save_settings(path: Path, updates: Mapping[str, SettingValue]) -> None:
 
 
 def _load(yaml: YAML, path: Path) -> CommentedMap:
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import YAMLError
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -131,6 +138,8 @@ def _load(yaml: YAML, path: Path) -> CommentedMap:
 
 def _set(node: CommentedMap, parts: list[str], value: SettingValue) -> None:
     """Set a nested key, creating the sections on the way that the file does not have yet."""
+    from ruamel.yaml.comments import CommentedMap
+
     for part in parts[:-1]:
         child = node.get(part)
         if not isinstance(child, CommentedMap):

@@ -95,6 +95,8 @@ class NemoApp(App[None]):
         for note in self._startup_notes:
             self.notify(note, title="Theme", severity="warning", timeout=10)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        if self._theme_from_cli:
+            self._remember_theme(self.current_theme)
 
     async def on_unmount(self) -> None:
         """Close the engine: cancel what runs, unload in-process models, close connections."""

@@ -1,4 +1,4 @@
-"""What the dashboard tests share: a machine whose memory a test sets, and an app built around it."""
+"""What the dashboard tests share: a machine whose memory a test sets, and the app around it."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widgets import TextArea
 
-from nemo_tui.config import Config
+from nemo_tui.config import Config, parse_config
 from nemo_tui.core.memory import GpuMemory, MemoryProfile
 from nemo_tui.engine import Engine
 from nemo_tui.ui.app import NemoApp, create_app
+from nemo_tui.ui.widgets.gauge import Gauge
 from tests.fakes import ScriptedBackend
 
 GB = 1024.0
@@ -95,14 +96,13 @@ def make_rig(
         name="ollama", models=("tinyllama", "phi3:mini"), sizes_mb={"tinyllama": 700.0}
     )
     sampler = sampler or FixedSampler()
-    config = config or Config()
     config_path = tmp_path / "config.yaml"
     if config_text is not None:
         config_path.write_text(config_text, encoding="utf-8")
+        config = config or parse_config(config_text, source=str(config_path))
+    config = config or Config()
     engine = Engine(config, sampler=sampler, backends=[backend], monitor=False)
-    app = create_app(
-        config, engine, config_path=config_path, theme=theme, theme_dirs=theme_dirs
-    )
+    app = create_app(config, engine, config_path=config_path, theme=theme, theme_dirs=theme_dirs)
     notes: list[str] = []
     original = app.notify
 
@@ -131,8 +131,7 @@ async def started(pilot: Pilot[None]) -> None:
     """Wait until the engine answered its first probe and the first sample is drawn."""
     app = pilot.app
     await settle(pilot, lambda: "backends:" in str(app.screen.sub_title))
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+    await settle(pilot, lambda: app.screen.query_one("#gauge-ram", Gauge).figures != "")
 
 
 def still_cursor(app: NemoApp) -> None:

@@ -15,17 +15,16 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from nemo_tui.backends.base import BackendHealth
-
+from nemo_tui.config_writer import get_setting
 from nemo_tui.core.complexity import Complexity
 from nemo_tui.core.memory import MemoryProfile, PressureLevel, PressureWatcher
 from nemo_tui.core.recommender import Recommendation
 from nemo_tui.core.troubleshooting import Action, diagnose
-from nemo_tui.config_writer import get_setting
 from nemo_tui.engine import CacheActionResult, Engine
 from nemo_tui.errors import ConfigError
 from nemo_tui.events import (
@@ -53,7 +52,7 @@ from nemo_tui.ui.widgets.query_pane import QueryPane
 from nemo_tui.ui.widgets.recommendation_panel import RecommendationPanel, describe_change
 from nemo_tui.ui.widgets.settings_panel import SETTING_KEYS, SettingsPanel
 from nemo_tui.ui.widgets.troubleshooting_panel import ACTION_LABELS, TroubleshootingPanel
-from nemo_tui.units import format_pct
+from nemo_tui.units import format_mb, format_pct
 
 FIX_SETTINGS: dict[Action, str] = {
     Action.ENABLE_TRUNCATION: "optimization.context_truncation",
@@ -295,6 +294,13 @@ class MainScreen(Screen[None]):
         """Query events go to the pane; cache and machine events update the panels."""
         event = message.event
         await self.query_one(QueryPane).show_event(event)
+        if isinstance(event, Evicting) and event.query_id:
+            # Evictions of cache actions and pressure relief are reported with their outcome.
+            freed = f", freed {format_mb(event.freed_mb)}" if event.freed_mb is not None else ""
+            self.notify(
+                f"Unloaded {event.model} from {event.backend}: {event.reason}{freed}.",
+                title="Cache",
+            )
         if isinstance(event, PressureChanged) and event.action:
             self.notify(event.action, title="Memory pressure", severity="warning")
         if isinstance(event, BackendsChanged):

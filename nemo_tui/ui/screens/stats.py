@@ -151,6 +151,8 @@ class StatsScreen(Screen[None]):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
+        self.section_titles: list[str] = []
+        """The titles of the tables shown, in order."""
 
     def compose(self) -> ComposeResult:
         """Header, the sections, footer."""
@@ -180,4 +182,5 @@ class StatsScreen(Screen[None]):
             elif isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
                 tables.append(rows_table(title, value, now=now))
         tables.append(health_table(self._engine.healths()))
+        self.section_titles = [str(table.title) for table in tables]
         await body.mount_all(Static(table) for table in tables)

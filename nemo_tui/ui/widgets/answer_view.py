@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.timer import Timer
-from textual.widgets import Markdown
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from textual.widgets import Markdown
+    from textual.widgets.markdown import MarkdownStream
 
 FLUSH_S = 0.05
 """Tokens are gathered for this long before the Markdown is updated: at 2,000 tokens/s that is
@@ -39,8 +45,26 @@ class AnswerView(VerticalScroll):
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        """The Markdown document."""
-        yield Markdown(id="answer")
+        """A hint until the first answer brings the Markdown document."""
+        yield Static(
+            "[dim]The answer appears here (ctrl+s sends the question).[/]", id="answer-hint"
+        )
+
+    async def _markdown(self) -> Markdown:
+        """The Markdown document, created on first use.
+
+        Textual's Markdown brings markdown-it and Pygments (about 3 MB and 30 ms); the
+        dashboard's first frame does not need them.
+        """
+        from textual.widgets import Markdown
+
+        found = self.query(Markdown)
+        if found:
+            return found.first()
+        await self.query("#answer-hint").remove()
+        markdown = Markdown(id="answer")
+        await self.mount(markdown)
+        return markdown
 
     def on_mount(self) -> None:
         """Title."""
@@ -61,16 +85,26 @@ class AnswerView(VerticalScroll):
         await self.finish()
         self._text = ""
         self._pending.clear()
-        markdown = self.query_one(Markdown)
+        markdown = await self._markdown()
         await markdown.update("")
         self.border_title = title
         self.anchor()
-        self._stream = Markdown.get_stream(markdown)
+        self._stream = type(markdown).get_stream(markdown)
+        # As Textual does while scrolling: a full collection over the many small objects of a
+        # growing document stalls the loop for 100 ms and more (bench/bench_dashboard.py), so
+        # the cyclic collector waits until the answer is complete.
+        gc.disable()
 
     def feed(self, text: str) -> None:
         """Queue text; it is drawn at the next flush, at most `FLUSH_S` from now."""
         if self._stream is None:
             return
+        if not self._text and not self._pending:
+            # Models often open with blank lines; streamed Markdown would keep them as empty
+            # blocks above the answer.
+            text = text.lstrip()
+            if not text:
+                return
         self._pending.append(text)
         if self._timer is None:
             self._timer = self.set_timer(FLUSH_S, self._flush)
@@ -89,16 +123,10 @@ class AnswerView(VerticalScroll):
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
-        if final_text is not None and final_text != self._text:
-            self._text = final_text
-            await self.query_one(Markdown).update(final_text)
-
-    async def show_text(self, title: str, text: str) -> None:
-        """Show a fixed text (no stream)."""
-        await self.finish()
-        self.border_title = title
-        self._text = text
-        await self.query_one(Markdown).update(text)
+            gc.enable()
+        if final_text is not None and final_text.lstrip() != self._text:
+            self._text = final_text.lstrip()
+            await (await self._markdown()).update(self._text)
 
     async def _flush(self) -> None:
         self._timer = None

@@ -71,7 +71,10 @@ class MemoryHistory(PlotextPlot):
             newest = self._samples[-1][0]
             xs = [stamp - newest for stamp, _ in self._samples]
             plt.xlim(min(-60.0, xs[0]), 0)
-            plt.xticks([xs[0], 0], [f"-{format_seconds(-xs[0])}", "now"])
+            if xs[0] < 0:
+                plt.xticks([xs[0], 0], [f"-{format_seconds(-xs[0])}", "now"])
+            else:
+                plt.xticks([0], ["now"])
             plt.plot(xs, [share for _, share in self._samples], marker="braille", color=ok)
         plt.horizontal_line(self._pressure_threshold * 100, color=warn)
         plt.horizontal_line(self._cache_limit * 100, color=crit)

@@ -163,7 +163,8 @@ class MemoryPanel(Vertical):
         variable = _VARIABLE[LEVEL_STYLE[level]]
         parts = [
             f"Pressure [bold {variable}]{level.value.upper()}[/]",
-            f"{format_pct(profile.usage_fraction)} used, threshold {format_pct(pressure_threshold)}",
+            f"{format_pct(profile.usage_fraction)} used,"
+            f" threshold {format_pct(pressure_threshold)}",
         ]
         if profile.psi_some_avg10 is not None:
             parts.append(
@@ -180,7 +181,8 @@ class MemoryPanel(Vertical):
         ]
         if profile.cgroup_limit_mb is not None:
             parts.append(
-                f"cgroup {format_mb(profile.cgroup_used_mb)} of {format_mb(profile.cgroup_limit_mb)}"
+                f"cgroup {format_mb(profile.cgroup_used_mb)}"
+                f" of {format_mb(profile.cgroup_limit_mb)}"
                 f" (host {format_mb(profile.host_total_mb)})"
             )
         self.query_one("#memory-parts", Static).update(" · ".join(parts))

@@ -216,10 +216,13 @@ class QueryPane(Vertical):
         if query is None:
             self.notify("Type a question first.", severity="warning")
             return False
+        if self._plan_timer is not None:
+            self._plan_timer.stop()
+        self.refresh_plan()  # the line then shows the plan this query runs with
         self._clear_error()
         self.query_one("#query-stats", InfoLine).update("")
         self.query_one("#query-activity", InfoLine).update("Sending…")
-        await self.query_one(AnswerView).begin(f"Answer to query {query.id}")
+        await self.query_one(AnswerView).begin("Answer")
         self._answering = False
         self._handle = self._engine.submit(query)
         return True
@@ -261,7 +264,8 @@ class QueryPane(Vertical):
                 if opt.truncated:
                     activity.update(
                         f"Prompt fitted to {format_count(event.budget_tokens)} tokens:"
-                        f" {format_count(opt.original_tokens)} → {format_count(opt.optimized_tokens)}"
+                        f" {format_count(opt.original_tokens)}"
+                        f" → {format_count(opt.optimized_tokens)}"
                     )
             case Loading():
                 activity.update(f"Loading {escape(event.model)} on {event.backend} (cold start)…")
@@ -285,7 +289,7 @@ class QueryPane(Vertical):
             case Failed():
                 await self._end(None)
                 activity.update("The partial answer is kept above." if event.partial_text else "")
-                self._error = event.error.one_line()
+                self._error = f"{event.error.title}: {event.error.one_line()}"
                 error = self.query_one("#query-error", Static)
                 error.update(describe_error(event.error))
                 error.add_class("-shown")

@@ -16,6 +16,7 @@ SETTINGS: tuple[tuple[str, str], ...] = (
     ("optimization.enable_model_caching", "Model caching"),
     ("optimization.context_truncation", "Context truncation"),
     ("optimization.batch_optimization", "Batch optimization"),
+    ("optimization.predictive_preloading", "Predictive preloading"),
     ("preferences.prefer_local", "Prefer local models"),
     ("preferences.allow_fallback", "Allow cloud fallback"),
 )

@@ -1,4 +1,4 @@
-"""The troubleshooting panel: known problems the figures show, in plain words, with a one-key fix."""
+"""The troubleshooting panel: known problems the figures show, in plain words, with a fix key."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Snapshot tests of the dashboard's screens at fixed sizes, on a fixed machine."""

@@ -1,0 +1,65 @@
+"""Preload, unload and clear go through the engine, and their outcome is explained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
+from tests.ui.support import FixedSampler, make_rig, profile, settle, started
+
+
+async def test_preload_unload_and_clear_call_the_engine(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        table = rig.app.screen.query_one(CachedModelsPanel)
+        recommended = rig.engine.recommend_now().model
+        await pilot.press("f4")
+        await settle(pilot, lambda: table.selected == recommended)
+        assert ("preload", recommended) in rig.backend.calls
+        assert any(note.startswith("Cache: ") for note in rig.notes)
+
+        await pilot.press("f8")
+        await settle(pilot, lambda: table.selected is None)
+        assert ("unload", recommended) in rig.backend.calls
+
+        rig.app.screen.query_one("QueryPane").choose_model("tinyllama")  # type: ignore[attr-defined]
+        await pilot.press("f4")
+        await settle(pilot, lambda: table.selected == "tinyllama")
+        await pilot.press("f9")
+        await settle(pilot, lambda: not table.models)
+        assert rig.backend.calls.count(("unload", "tinyllama")) == 1
+        assert any("Unloaded tinyllama" in note for note in rig.notes)
+
+
+async def test_unload_with_nothing_loaded_says_so(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("f8")
+        await settle(pilot, lambda: any("No model is loaded" in n for n in rig.notes))
+        assert not [call for call in rig.backend.calls if call[0] == "unload"]
+
+
+async def test_a_preload_that_does_not_fit_is_refused_with_the_reason(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, sampler=FixedSampler(profile(4, 0.5)))
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        rig.app.screen.query_one("QueryPane").choose_model("phi3:mini")  # type: ignore[attr-defined]
+        await pilot.press("f4")
+        await settle(pilot, lambda: any(n.startswith("Cache: ") for n in rig.notes))
+        message = next(n for n in rig.notes if n.startswith("Cache: "))
+        assert "phi3:mini" in message
+        assert ("preload", "phi3:mini") not in rig.backend.calls
+
+
+async def test_an_eviction_during_a_query_is_explained(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, config_text="optimization:\n  enable_model_caching: false\n")
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = rig.app.screen.query_one("QueryPane")
+        await pilot.press(*"hello")
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: any(n.startswith("Cache: Unloaded") for n in rig.notes))
+        assert not pane.running  # type: ignore[attr-defined]
+        assert not rig.app.screen.query_one(CachedModelsPanel).models

@@ -1,0 +1,138 @@
+"""The query pane: answers stream in, Esc cancels, errors show with their fix, the app lives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Select
+
+from nemo_tui.backends.base import OutOfMemory
+from nemo_tui.ui.widgets.query_pane import QueryPane
+from tests.fakes import Script
+from tests.ui.support import make_rig, settle, started
+
+
+async def test_a_query_streams_into_the_answer_and_ends_with_stats(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    rig.backend.script = Script(tokens=[f"word{i} " for i in range(40)], delay_s=0.001)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = rig.app.screen.query_one(QueryPane)
+        await pilot.press(*"What is a page cache?")
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: not pane.running and pane.answer != "")
+        assert pane.answer == "".join(f"word{i} " for i in range(40))
+        stats = str(pane.query_one("#query-stats").render())
+        assert "tinyllama (ollama)" in stats
+        assert "40 out" in stats
+        assert "cold start" in stats
+        assert rig.backend.prompts[-1].endswith("What is a page cache?")
+
+
+async def test_escape_cancels_and_keeps_the_partial_answer(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    rig.backend.script = Script(tokens=[f"t{i} " for i in range(2000)], delay_s=0.005)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = rig.app.screen.query_one(QueryPane)
+        await pilot.press(*"Tell me a long story")
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: pane.answer.startswith("t0 t1 t2"))
+        await pilot.press("escape")
+        await settle(pilot, lambda: not pane.running)
+        assert "Cancelled" in str(pane.query_one("#query-activity").render())
+        assert pane.answer.startswith("t0 t1 t2")
+        assert len(pane.answer.split()) < 2000
+        # The question box keeps its text: Esc went to the query, not the editor.
+        assert pane.current_query() is not None
+
+
+async def test_an_engine_error_shows_with_its_fix_and_the_app_keeps_going(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    rig.backend.script = Script(
+        tokens=["partial ", "answer ", "lost"],
+        error=OutOfMemory(
+            "model runner has unexpectedly stopped",
+            backend="ollama",
+            fix="use a smaller context or model",
+        ),
+        error_after_tokens=2,
+    )
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = rig.app.screen.query_one(QueryPane)
+        pane.choose_model("tinyllama")  # a hand pick has no fallback to hide the error
+        await pilot.press(*"Summarize this")
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: pane.error_text != "")
+        assert pane.error_text.startswith("Out of memory: model runner has unexpectedly stopped")
+        assert "fix:" in pane.error_text
+        assert pane.answer.startswith("partial answer")
+        rig.backend.script = Script(tokens=["fine"])
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: not pane.running and pane.answer == "fine")
+        assert pane.error_text == ""
+
+
+async def test_model_override_and_accepting_the_recommendation(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = rig.app.screen.query_one(QueryPane)
+        select = pane.query_one("#model-select", Select)
+        assert select.is_blank()  # auto
+        assert pane.model_override is None
+        await pilot.press("f3")
+        recommended = rig.engine.recommend_now().model
+        assert pane.model_override == recommended
+        pane.choose_model("tinyllama")
+        await pilot.press(*"hello")
+        pane.refresh_plan()
+        plan = str(pane.query_one("#query-plan").render())
+        assert "tinyllama (your pick)" in plan
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: not pane.running and pane.answer != "")
+        assert ("chat", "tinyllama") in rig.backend.calls
+
+
+async def test_the_plan_preview_shows_how_much_the_prompt_shrinks(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    data = tmp_path / "sales.csv"
+    data.write_text(
+        "region,month,revenue\n" + "".join(f"north,{m},{m * 10}\n" for m in range(3000))
+    )
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = rig.app.screen.query_one(QueryPane)
+        pane.attach(data)
+        await pilot.press(*"Which month had the highest revenue?")
+        pane.refresh_plan()
+        assert pane.plan is not None
+        plan = str(pane.query_one("#query-plan").render())
+        assert "complexity" in plan
+        assert "tokens" in plan
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert type(rig.app.screen).__name__ == "PromptReview"
+        await pilot.press("escape")
+
+
+async def test_copy_and_save_the_answer(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    rig.backend.script = Script(tokens=["**bold** answer"])
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = rig.app.screen.query_one(QueryPane)
+        await pilot.press(*"hi")
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: not pane.running and pane.answer != "")
+        await pilot.press("ctrl+g")
+        assert rig.app.clipboard == "**bold** answer"
+        target = tmp_path / "saved.md"
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        field = rig.app.screen.query_one("#path-input")
+        field.value = str(target)  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await settle(pilot, lambda: target.exists())
+        assert target.read_text() == "**bold** answer"

@@ -1,0 +1,77 @@
+"""Help lists every key, the palette reaches every action, stats shows every section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from nemo_tui.ui.screens.help import HelpScreen
+from nemo_tui.ui.screens.main import MainScreen
+from nemo_tui.ui.screens.stats import StatsScreen, format_stat
+from tests.ui.support import make_rig, settle, started
+
+
+async def test_question_mark_shows_every_binding(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        rig.app.screen.query_one("#answer-view").focus()  # out of the question box
+        await pilot.press("question_mark")
+        await settle(pilot, lambda: isinstance(rig.app.screen, HelpScreen))
+        table = rig.app.screen.query_one(DataTable)
+        described = {str(table.get_row_at(i)[1]) for i in range(table.row_count)}
+        for binding in Binding.make_bindings(MainScreen.BINDINGS):
+            assert (binding.tooltip or binding.description) in described
+        await pilot.press("escape")
+        await settle(pilot, lambda: isinstance(rig.app.screen, MainScreen))
+
+
+async def test_every_action_is_in_the_command_palette(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        titles = [command.title for command in rig.app.get_system_commands(rig.app.screen)]
+        for binding in Binding.make_bindings(MainScreen.BINDINGS):
+            if binding.action.startswith("app."):
+                continue
+            wanted = binding.tooltip or binding.description
+            assert any(title.startswith(wanted) for title in titles), binding
+        assert any(title.startswith("Help") for title in titles)
+        assert any(title.startswith("Stats") for title in titles)
+        assert any(title == "Theme" for title in titles)
+        assert any(title.startswith("Toggle Context truncation") for title in titles)
+
+
+async def test_stats_screen_shows_system_models_metrics_and_backend_health(
+    tmp_path: Path,
+) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("f2")
+        await settle(pilot, lambda: isinstance(rig.app.screen, StatsScreen))
+        screen = rig.app.screen
+        assert isinstance(screen, StatsScreen)
+        await settle(pilot, lambda: bool(screen.section_titles))
+        titles = screen.section_titles
+        assert any("System memory" in title for title in titles)
+        assert any("Models" in title for title in titles)
+        assert any("Optimization" in title for title in titles)
+        assert any("Query metrics" in title for title in titles)
+        assert "Backend health" in titles
+        await pilot.press("escape")
+        await settle(pilot, lambda: isinstance(rig.app.screen, MainScreen))
+
+
+def test_stat_figures_are_formatted_by_what_they_are() -> None:
+    assert format_stat(("total_mb",), 2048.0, now=0) == "2.0 GB"
+    assert format_stat(("latency", "total_s", "p50"), 2.5, now=0) == "2.5 s"
+    assert format_stat(("latency", "tokens_per_s", "p90"), 42.0, now=0) == "42.0 tok/s"
+    assert format_stat(("cache_hit_rate",), 0.5, now=0) == "50.0%"
+    assert format_stat(("percent",), 75.0, now=0) == "75.0%"
+    assert format_stat(("expires_at",), 160.0, now=100.0) == "in 1m 00s"
+    assert format_stat(("queries",), 1234, now=0) == "1,234"
+    assert format_stat(("up",), True, now=0) == "yes"
+    assert format_stat(("version",), None, now=0) == "n/a"

@@ -1,0 +1,80 @@
+"""Setting toggles reach the engine at once and are saved, keeping the user's file intact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nemo_tui.config import load_config
+from nemo_tui.ui.widgets.settings_panel import SETTING_KEYS, SettingsPanel
+from tests.ui.support import make_rig, settle, started
+
+USER_FILE = """\
+# my nemo-tui settings
+optimization:
+  use_memory_mapping: false   # keep my weights out of the page cache
+monitor:
+  gauge_interval_s: 2
+"""
+
+
+async def test_toggling_a_setting_changes_the_engine_and_saves_the_file(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, config_text=USER_FILE)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        panel = rig.app.screen.query_one(SettingsPanel)
+        panel.focus()
+        await pilot.press("down", "down", "down")  # context truncation
+        await pilot.press("space")
+        await settle(pilot, lambda: not rig.engine.config.optimization.context_truncation)
+    text = rig.config_path.read_text()
+    assert "context_truncation: false" in text
+    assert "# my nemo-tui settings" in text
+    assert "use_memory_mapping: false   # keep my weights out of the page cache" in text
+    assert "gauge_interval_s: 2" in text
+    assert load_config(rig.config_path).config.optimization.context_truncation is False
+
+
+async def test_preferences_toggle_from_the_command_palette(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Toggle Allow cloud")
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await settle(pilot, lambda: not rig.engine.config.preferences.allow_fallback)
+        panel = rig.app.screen.query_one(SettingsPanel)
+        assert "preferences.allow_fallback" not in panel.selected
+    assert "allow_fallback: false" in rig.config_path.read_text()
+
+
+async def test_defaults_key_reverts_every_switch_and_saves(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, config_text=USER_FILE)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        panel = rig.app.screen.query_one(SettingsPanel)
+        panel.focus()
+        await pilot.press("space")  # garbage collection off
+        await settle(pilot, lambda: not rig.engine.config.optimization.enable_garbage_collection)
+        await pilot.press("d")
+        await settle(pilot, lambda: rig.engine.config.optimization.enable_garbage_collection)
+        assert rig.engine.config.optimization.use_memory_mapping is True
+        assert set(panel.selected) == set(SETTING_KEYS)
+    saved = load_config(rig.config_path).config
+    assert saved.optimization.use_memory_mapping is True
+    assert saved.optimization.enable_garbage_collection is True
+    assert "# my nemo-tui settings" in rig.config_path.read_text()
+
+
+async def test_an_unwritable_config_is_reported_and_the_setting_still_applies(
+    tmp_path: Path,
+) -> None:
+    rig = make_rig(tmp_path)
+    rig.config_path.mkdir()  # a directory where the file should be: the save must fail
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        panel = rig.app.screen.query_one(SettingsPanel)
+        panel.focus()
+        await pilot.press("space")
+        await settle(pilot, lambda: any("Setting not saved" in n for n in rig.notes))
+        assert rig.engine.config.optimization.enable_garbage_collection is False
