@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import itertools
 import os
-import socketserver
 import statistics
 import sys
 import time
@@ -160,9 +159,6 @@ async def ollama_rounds(runs: int) -> dict[str, list[Sample]]:
     """The fake-Ollama set-up."""
     from tests.fakes import FakeOllama
 
-    # Ollama (Go) sends with TCP_NODELAY; without it the fake's small writes meet the client's
-    # delayed ACKs and every cold load and first token would gain 40 ms.
-    socketserver.StreamRequestHandler.disable_nagle_algorithm = True
     with FakeOllama(cold_load_s=OLLAMA_COLD_LOAD_S) as server:
         engine = engine_for(OllamaBackend(server.url))
         await engine.start()

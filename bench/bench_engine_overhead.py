@@ -30,7 +30,6 @@ import cProfile
 import io
 import json
 import pstats
-import socketserver
 import statistics
 import subprocess
 import sys
@@ -63,10 +62,6 @@ Variant = Callable[[], Awaitable[int]]
 def serve(tokens: int, tokens_per_s: float) -> None:
     """Child-process mode: run the fake server, print its URL, stop when stdin closes."""
     from tests.fakes import FakeOllama
-
-    # Ollama (Go) sends with TCP_NODELAY; without it the fake's small writes meet the client's
-    # delayed ACKs and stall 40 ms at a time.
-    socketserver.StreamRequestHandler.disable_nagle_algorithm = True
 
     with FakeOllama(answer_tokens=tokens, tokens_per_s=tokens_per_s, cold_load_s=0.0) as server:
         print(server.url, flush=True)

@@ -16,6 +16,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,8 @@ from nemo_tui.backends.http import (
     SMALL_READ_TIMEOUT_S,
     connection_problem,
     decode_json,
+    drain,
+    iter_line_batches,
     make_client,
     parse_error_body,
     parse_stream_json,
@@ -349,21 +352,26 @@ class OllamaBackend:
                     raise classify_error(
                         self.name, response.status_code, error.message, model=model
                     )
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    chunk = parse_stream_json(line, backend=self.name)
-                    if chunk.get("error") is not None:
-                        # An error after streaming started keeps HTTP 200 and arrives as a line.
-                        text = parse_error_body(chunk).message
-                        raise classify_error(self.name, None, text, model=model)
-                    message = chunk.get("message")
-                    content = message.get("content") if isinstance(message, Mapping) else None
-                    if isinstance(content, str) and content:
-                        yield TokenChunk(content)
-                    if chunk.get("done") is True:
-                        yield _stream_end(chunk)
-                        return
+                async with aclosing(iter_line_batches(response)) as batches:
+                    async for lines in batches:
+                        for line in lines:
+                            if not line.strip():
+                                continue
+                            chunk = parse_stream_json(line, backend=self.name)
+                            if chunk.get("error") is not None:
+                                # A failure once streaming started keeps HTTP 200: it is a line.
+                                text = parse_error_body(chunk).message
+                                raise classify_error(self.name, None, text, model=model)
+                            message = chunk.get("message")
+                            content = message.get("content") if isinstance(message, dict) else None
+                            if isinstance(content, str) and content:
+                                yield TokenChunk(content)
+                            if chunk.get("done") is True:
+                                # Read the end of the body first, so the connection is reused
+                                # even by a caller that stops at the final message.
+                                await drain(batches)
+                                yield _stream_end(chunk)
+                                return
         except httpx.TransportError as exc:
             raise self._transport_error(exc, streaming=True) from exc
         raise StreamBroken(

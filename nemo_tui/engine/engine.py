@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,20 +86,37 @@ _END = object()
 
 
 class _Channel:
-    """An unbounded queue of events that ends with a sentinel."""
+    """An unbounded queue of events, read by one reader, that ends with a sentinel.
+
+    A deque and at most one waiting future: with a single reader, `asyncio.Queue`'s general
+    bookkeeping (getter and putter lists, task counting) is most of what a token costs here.
+    """
+
+    __slots__ = ("_items", "_waiter")
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self._items: deque[object] = deque()
+        self._waiter: asyncio.Future[None] | None = None
 
     def put(self, item: object) -> None:
-        self.queue.put_nowait(item)
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def drain(self) -> AsyncIterator[EngineEvent]:
+        items = self._items
         while True:
-            item = await self.queue.get()
-            if item is _END:
-                return
-            yield item  # type: ignore[misc]
+            while items:
+                item = items.popleft()
+                if item is _END:
+                    return
+                yield item  # type: ignore[misc]
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            await waiter
 
 
 class QueryHandle:
@@ -128,10 +146,12 @@ class QueryHandle:
 
     def _deliver(self, event: EngineEvent) -> None:
         self._channel.put(event)
-        if isinstance(event, FINAL_EVENTS):
-            self._channel.put(_END)
-            if not self._final.done():
-                self._final.set_result(event)
+
+    def _finish(self, event: EngineEvent) -> None:
+        self._channel.put(event)
+        self._channel.put(_END)
+        if not self._final.done():
+            self._final.set_result(event)
 
 
 class Engine:
@@ -378,11 +398,14 @@ class Engine:
         }
 
     def _emit(self, event: EngineEvent) -> None:
-        handle = self._handles.get(event.query_id) if event.query_id else None
+        query_id = event.query_id
+        handle = self._handles.get(query_id) if query_id else None
         if handle is not None:
-            handle._deliver(event)
             if isinstance(event, FINAL_EVENTS):
-                del self._handles[event.query_id]
+                del self._handles[query_id]
+                handle._finish(event)
+            else:
+                handle._deliver(event)
         for channel in self._subscribers:
             channel.put(event)
 

@@ -238,32 +238,31 @@ async def _run_attempt(
     first_token_s: float | None = None
     end: StreamEnd | None = None
     wait_s = env.config.preferences.max_wait_time_ms / 1000
+    query_id, parts = query.id, state.parts
     stream = backend.stream_chat(spec.name, [ChatMessage("user", attempt.prompt.text)], options)
-    iterator = aiter(stream)
     try:
-        while True:
-            try:
-                if first_token_s is None:
-                    event = await asyncio.wait_for(anext(iterator), wait_s)
+        # One deadline for the first token, lifted when it comes: cheaper per token than a
+        # timeout around every read, which matters at thousands of tokens per second.
+        async with asyncio.timeout(wait_s) as first_token_deadline:
+            async for event in stream:
+                if isinstance(event, TokenChunk):
+                    if first_token_s is None:
+                        first_token_s = time.perf_counter() - request_started
+                        first_token_deadline.reschedule(None)
+                    parts.append(event.text)
+                    emit(Token(query_id, event.text))
+                elif isinstance(event, StreamEnd):
+                    end = event
                 else:
-                    event = await anext(iterator)
-            except StopAsyncIteration:
-                break
-            except TimeoutError as exc:
-                raise FirstTokenTimeout(
-                    f"{spec.name} gave no answer within {format_seconds(wait_s)}",
-                    backend=backend.name,
-                    fix="raise preferences.max_wait_time_ms, or use a smaller model",
-                ) from exc
-            if isinstance(event, TokenChunk):
-                if first_token_s is None:
-                    first_token_s = time.perf_counter() - request_started
-                state.parts.append(event.text)
-                emit(Token(query.id, event.text))
-            elif isinstance(event, StreamEnd):
-                end = event
-            else:
-                emit(Notice(query.id, event.message))
+                    emit(Notice(query_id, event.message))
+    except TimeoutError as exc:
+        if not first_token_deadline.expired():
+            raise
+        raise FirstTokenTimeout(
+            f"{spec.name} gave no answer within {format_seconds(wait_s)}",
+            backend=backend.name,
+            fix="raise preferences.max_wait_time_ms, or use a smaller model",
+        ) from exc
     finally:
         # Closing the generator closes the HTTP response or stops the in-process generation,
         # so a cancelled or failed stream leaves the backend ready for the next request.

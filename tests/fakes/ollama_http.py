@@ -64,6 +64,9 @@ class OllamaHttpServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Ollama (Go's net/http) sends with TCP_NODELAY; with Nagle on, the small writes of a stream
+    # meet the client's delayed ACKs and stall 40 ms at a time.
+    disable_nagle_algorithm = True
     server: OllamaHttpServer
 
     def log_message(self, format: str, *args: Any) -> None:
