@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -480,3 +483,31 @@ async def test_ollama_cannot_tokenize() -> None:
 
 def test_repr_names_the_url() -> None:
     assert repr(OllamaBackend(URL)) == f"OllamaBackend(url='{URL}')"
+
+
+async def test_a_body_that_never_ends_after_the_final_message_still_completes() -> None:
+    final = {
+        "model": "tinyllama",
+        "message": {"role": "assistant", "content": ""},
+        "done": True,
+        "eval_count": 1,
+    }
+
+    class EndlessAfterDone(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b'{"model":"tinyllama","message":{"content":"Hi"},"done":false}\n'
+            yield (json.dumps(final) + "\n").encode()
+            await asyncio.Event().wait()  # the server never closes the body
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=EndlessAfterDone())
+
+    backend = OllamaBackend("http://ollama.test", transport=httpx.MockTransport(handler))
+    events = []
+    async with asyncio.timeout(10):
+        async for event in backend.stream_chat(
+            "tinyllama", [ChatMessage("user", "hi")], GenerationOptions()
+        ):
+            events.append(event)
+    await backend.aclose()
+    assert [type(e).__name__ for e in events] == ["TokenChunk", "StreamEnd"]

@@ -120,6 +120,8 @@ class FakeOllama:
         """Loads that replaced the same model loaded with other load options."""
         self.disconnects = 0
         """Streams the client closed before the end."""
+        self.connections_opened = 0
+        """Client connections accepted (a client that reuses connections opens few)."""
         self.handler_errors: list[BaseException] = []
         """Unexpected exceptions inside the fake itself (a test can assert there are none)."""
         self.port = 0
@@ -231,6 +233,7 @@ class FakeOllama:
         """Track a client connection so `stop()` can cut it."""
         with self._lock:
             self._connections.add(connection)
+            self.connections_opened += 1
 
     def connection_closed(self, connection: socket.socket, *, mid_stream: bool = False) -> None:
         """Forget a client connection; `mid_stream` counts a client that hung up early."""

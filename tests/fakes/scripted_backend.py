@@ -68,8 +68,13 @@ class ScriptedBackend:
         self.closed_streams = 0
 
     async def health(self) -> BackendHealth:
-        return BackendHealth(self.name, "memory://scripted", self.up, "1.0" if self.up else None,
-                             "" if self.up else "connection refused")
+        return BackendHealth(
+            self.name,
+            "memory://scripted",
+            self.up,
+            "1.0" if self.up else None,
+            "" if self.up else "connection refused",
+        )
 
     async def list_installed(self) -> list[InstalledModel]:
         return [InstalledModel(m, self.name) for m in self.models]

@@ -392,3 +392,11 @@ async def test_a_scheduler_that_evicts_makes_room_for_a_bigger_model() -> None:
             await backend.aclose()
 
     assert loaded == [PHI]
+
+
+async def test_one_connection_serves_several_questions(
+    fake_ollama: FakeOllama, ollama: OllamaBackend
+) -> None:
+    for _ in range(5):
+        await answer(ollama)
+    assert fake_ollama.connections_opened == 1
