@@ -7,9 +7,9 @@ SmolLM2-135M runs in the embedded backend (`EmbeddedBackend`, as the engine uses
 `num_ctx` 2048 on a prompt of about `--prompt-tokens` tokens with `max_tokens=1`, so prompt
 evaluation is nearly all the work. Compared: the batch `nemo_tui.core.recommender.batch_for`
 picks for SmolLM2 at that context on this machine's memory (it calls `batch_size_for_budget`)
-against a fixed batch of 32. llama-cpp-python passes `n_batch` as the logical batch and
-`min(n_batch, 512)` as the physical one (`n_ubatch`, which the backend does not set), so any
-chosen batch above 512 computes exactly like llama.cpp's default of 512.
+against a fixed batch of 32. The backend passes `n_batch` as the logical batch and
+`min(n_batch, 512)` as the physical one (`n_ubatch`), so a batch above 512 would compute exactly
+like llama.cpp's default of 512; without a GPU `batch_for` picks at most 512.
 
 Both run with llama-cpp-python's default threads (1 for generation, one per core for prompts:
 what the engine uses when `backends.embedded.n_threads` is unset) and with 1 thread. Two
@@ -44,13 +44,12 @@ from nemo_tui.backends.embedded import (  # noqa: E402
 )
 from nemo_tui.config import Config  # noqa: E402
 from nemo_tui.core.catalog import build_catalog  # noqa: E402
+from nemo_tui.core.estimator import CPU_MAX_BATCH  # noqa: E402
 from nemo_tui.core.memory import SystemSampler  # noqa: E402
 from nemo_tui.core.recommender import batch_for  # noqa: E402
 
 NUM_CTX = 2048
 SMALL_BATCH = 32
-LLAMA_CPP_UBATCH = 512
-"""llama-cpp-python's default `n_ubatch`: the physical batch never exceeds it."""
 WORDS = (
     "memory", "context", "model", "token", "batch", "river", "stone", "garden", "window",
     "letter", "summer", "paper", "engine", "signal", "harbor", "forest", "winter", "market",
@@ -178,7 +177,7 @@ def main() -> None:
         cells = [
             "default" if threads is None else str(threads),
             f"{batch} (chosen by batch_for)" if batch == chosen else str(batch),
-            str(min(batch, LLAMA_CPP_UBATCH)),
+            str(min(batch, CPU_MAX_BATCH)),
             f"{rate:,.0f} ({min(rates):,.0f}-{max(rates):,.0f})",
             f"{rate / statistics.median(s.tokens_per_s for s in small):.2f}x",
             f"{paired:.2f}x",

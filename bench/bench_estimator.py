@@ -7,7 +7,7 @@ Each measurement is a fresh child process (`--child`), so nothing is left over f
 load. The child imports nemo-tui's embedded backend (which does not import llama.cpp) and reads
 its resident set (RSS, with the anonymous and file-backed parts from `/proc/self/status`), then:
 
-1. imports llama-cpp-python (the estimate's "runtime" overhead is this import);
+1. imports llama-cpp-python (the largest part of the estimate's fixed runtime overhead);
 2. loads SmolLM2 through `EmbeddedBackend.preload` at the context, `num_batch` 512 (the
    estimate's default and llama.cpp's) and the chosen `use_mmap`;
 3. generates 8 tokens from a short question;
@@ -18,6 +18,9 @@ The prediction is `build_catalog(Config()).get("smollm2:135m").estimate(n_ctx)`.
 figure is the RSS growth from before the llama.cpp import (the estimate includes the runtime)
 to after step 3, and to after step 4. llama.cpp's log lines about its buffers (model, KV cache,
 compute), caught from the backend's logger, show what it allocated; RSS shows what was touched.
+The estimate is of the peak, after step 4: that is what must fit when the engine sizes the
+context to the prompt, so its error is the one held to the target; after step 3 most of the
+compute memory is not written yet.
 
 mmap: with `use_mmap` on (the default, and the figure the comparison uses) the weights are
 file-backed page-cache pages, counted in RSS once read, and the kernel can drop and re-read them

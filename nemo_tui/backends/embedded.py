@@ -49,6 +49,7 @@ from nemo_tui.backends.base import (
     TokenChunk,
 )
 from nemo_tui.core.catalog import ModelArchitecture, architecture_from_gguf
+from nemo_tui.core.estimator import CPU_MAX_BATCH
 from nemo_tui.errors import NemoError
 from nemo_tui.units import bytes_to_mb
 
@@ -463,6 +464,9 @@ class EmbeddedBackend:
                 model_path=str(path),
                 n_ctx=key.n_ctx,
                 n_batch=key.n_batch,
+                # The physical batch sizes llama.cpp's compute buffer. The recommender picks at
+                # most CPU_MAX_BATCH for this backend, so what is estimated is what is allocated.
+                n_ubatch=min(key.n_batch, CPU_MAX_BATCH),
                 use_mmap=key.use_mmap,
                 n_threads=key.n_threads,
                 # Ollama's num_thread covers prompt processing too; llama.cpp splits the two.

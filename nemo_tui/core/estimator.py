@@ -6,9 +6,13 @@ length adjustment" and "batch size optimization". `nemo_tui.core.metadata` fills
 `ModelArchitecture` from a GGUF header or from Ollama's `/api/show` reply.
 
 The formulas follow Ollama's classic estimator (`llm/memory.go` and `GraphSize` in
-`fs/ggml/ggml.go`): weights + KV cache + compute graph + a fixed overhead. Sliding-window layers
-and recurrent state are not modelled; both make the true figure smaller, so the estimate errs on
-the side of not running out of memory.
+`fs/ggml/ggml.go`): weights + KV cache + compute graph + a fixed overhead. On a GPU every
+allocated byte counts, so the GPU figure is that estimator's as it stands. In system RAM the
+kernel backs a page only once it is written, so the CPU figure counts the compute memory a
+prompt that fills the context really writes: the graph without the logits rows nobody asks for,
+plus the CPU backend's work buffer. It is the peak while answering such a prompt, which is what
+decides whether a model fits. Sliding-window layers and recurrent state are not modelled; both
+make the true figure smaller, so the estimate errs on the side of not running out of memory.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from nemo_tui.units import bytes_to_mb
 
 __all__ = [
     "BITS_PER_WEIGHT",
+    "CPU_MAX_BATCH",
     "KvCacheType",
     "MemoryEstimate",
     "ModelArchitecture",
@@ -57,13 +62,16 @@ that stay at higher precision (gollama's table, reference §2.8).
 KV_BYTES_PER_ELEMENT: dict[str, float] = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 """Bytes per cached value: ggml's real block sizes (a q8_0 block stores 32 values in 34 bytes)."""
 
-CPU_RUNTIME_MB = 32.0
-"""Fixed memory of the inference runtime itself, on any device.
+CPU_RUNTIME_MB = 28.0
+"""Fixed memory of the inference runtime itself, on any device, whatever the model or context.
 
-Measured with llama-cpp-python 0.3.36 on Linux x86-64: importing it grows the resident set by
-32 MB (numpy 16.5 MB + the llama.cpp libraries 15.5 MB). An Ollama runner is a separate process
-of the same order. The CUDA figure below is not used for CPU loads: it is a per-GPU driver
-reservation and would triple the estimate of a 135M model.
+Measured with llama-cpp-python 0.3.36 on Linux x86-64 (bench/bench_estimator.py): importing
+it grows the resident set by 20.4 MB (numpy and the llama.cpp libraries); loading a model adds
+2-4 MB beyond its weights, KV cache and tokenizer (the context's bookkeeping and the file's
+header pages), and the first answer about 4.5 MB more (worker threads, sampler, chat-template
+formatter). An Ollama runner is a separate process of the same order. The CUDA figure below is
+not used for CPU loads: it is a per-GPU driver reservation and would triple the estimate of a
+135M model.
 """
 
 TOKENIZER_BYTES_PER_TOKEN = 400
@@ -82,6 +90,18 @@ MAX_SEARCH_CONTEXT = 1 << 20
 """Upper bound of the context search for a model whose trained window is unknown."""
 MIN_BATCH = 32
 MAX_BATCH = 2048
+"""Largest prompt batch worth choosing for a model on a GPU."""
+CPU_MAX_BATCH = 512
+"""Largest prompt batch worth choosing for a model in system RAM.
+
+It is llama.cpp's default physical batch (`n_ubatch`), the most tokens one compute pass holds;
+the embedded backend never passes a larger one. On a CPU prompt throughput is flat from 32 to
+2048 tokens per batch (bench/bench_batch.py: 0.97-1.05x against 32), while the compute memory
+grows with the batch.
+"""
+ATTENTION_SCORE_BYTES = 2
+"""Bytes per attention score in the CPU backend's work buffer: ggml-cpu multiplies the f32
+scores by the f16 V cache after converting them to f16."""
 
 
 @dataclass(frozen=True)
@@ -179,10 +199,21 @@ def estimate_memory(
     """Estimate the memory of one loaded model with one slot.
 
     KV cache = 2 (K and V) x KV layers x num_ctx x KV heads x head dim x bytes per element.
-    Compute graph = `graph_full` of the classic estimator with b = min(num_ctx, num_batch):
-    max(4b(1 + 4e + c(1 + h)), 4b(e + V)); on SmolLM2-135M it lands within 3 % of the compute
-    buffer llama.cpp reports at 512, 2048 and 8192 tokens. Overhead = runtime + tokenizer, plus
-    the per-GPU minimum when `gpu` is set.
+    With b = min(num_ctx, num_batch) tokens per compute pass, e = embedding length, h = query
+    heads, V = vocabulary and c = num_ctx:
+
+    - on a GPU, compute = `graph_full` of the classic estimator (reference §2.3),
+      max(4b(1 + 4e + c(1 + h)), 4b(e + V)): the buffer llama.cpp allocates, which assumes all
+      b rows of logits;
+    - in RAM, compute = max(4b(1 + 4e + c(1 + h)), 4(be + V)) + 2cbh. The first term is the
+      attention pass: b hidden states, the c x b mask and the c x b x h f32 scores (grouped-query
+      attention still scores every query head). The second is the output pass with the one row
+      of logits a completion reads; the other rows are reserved but never written. The last is
+      ggml-cpu's work buffer, an f16 copy of the scores for the product with the V cache.
+
+    Overhead = runtime + tokenizer, plus the per-GPU minimum when `gpu` is set. On SmolLM2-135M
+    the RAM figure is within 3 % (above) of the peak resident memory of a prompt that fills a
+    512-, 2048- or 8192-token context (bench/bench_estimator.py).
 
     Args:
         arch: The model's figures.
@@ -202,14 +233,16 @@ def estimate_memory(
     )
     batch = min(num_ctx, num_batch)
     emb = arch.embedding_length
+    heads = arch.head_count
     vocab = arch.vocab_size or DEFAULT_VOCAB
-    graph_bytes = max(
-        4 * batch * (1 + 4 * emb + num_ctx * (1 + arch.head_count)),
-        4 * batch * (emb + vocab),
-    )
+    attention_bytes = 4 * batch * (1 + 4 * emb + num_ctx * (1 + heads))
     overhead = CPU_RUNTIME_MB + bytes_to_mb(vocab * TOKENIZER_BYTES_PER_TOKEN)
     if gpu:
+        graph_bytes = max(attention_bytes, 4 * batch * (emb + vocab))
         overhead += GPU_MINIMUM_MB
+    else:
+        score_copy_bytes = num_ctx * batch * heads * ATTENTION_SCORE_BYTES
+        graph_bytes = max(attention_bytes, 4 * (batch * emb + vocab)) + score_copy_bytes
     weights = arch.weights_mb
     kv = bytes_to_mb(kv_bytes)
     compute = bytes_to_mb(graph_bytes)
@@ -272,14 +305,23 @@ def batch_size_for_budget(
 ) -> int:
     """The largest batch whose compute graph fits beside the weights and KV cache.
 
-    Candidates are powers of two from 2048 down to 32, never above `num_ctx`. A bigger batch
-    processes a long prompt faster but needs a bigger compute graph ("batch size optimization").
+    Candidates are powers of two from `MAX_BATCH` (2048) on a GPU, or `CPU_MAX_BATCH` (512) in
+    RAM, down to 32, never above `num_ctx`. A bigger batch processes a long prompt faster on a
+    GPU but needs a bigger compute graph ("batch size optimization"); on a CPU nothing is gained
+    beyond llama.cpp's physical batch.
+
+    Args:
+        arch: The model's figures.
+        num_ctx: Context length in tokens.
+        budget_mb: Memory the model may take.
+        kv_type: Element type of the KV cache.
+        gpu: Whether the model is loaded on a GPU.
 
     Returns:
         The batch size; 32 (or `num_ctx`, if smaller) when nothing fits, so the caller should
         check the estimate itself against the budget.
     """
-    batch = MAX_BATCH
+    batch = MAX_BATCH if gpu else CPU_MAX_BATCH
     while batch > MIN_BATCH:
         if batch <= num_ctx:
             estimate = estimate_memory(arch, num_ctx, kv_type=kv_type, num_batch=batch, gpu=gpu)

@@ -201,7 +201,7 @@ def recommend(
     cap = tier_cap(profile.available_mb + freeable, config)
     ideal_rank = min(desired.rank, cap.rank)
     candidates = [
-        _evaluate(spec, budget, request, config)
+        _evaluate(spec, budget, request, config, gpu_present=bool(profile.gpus))
         for spec in request.catalog.local_models()
         if spec.tier.rank <= desired.rank or spec.name in request.loaded
     ]
@@ -278,7 +278,12 @@ def recommend(
 
 
 def _evaluate(
-    spec: ModelSpec, budget: float, request: RecommendationRequest, config: Config
+    spec: ModelSpec,
+    budget: float,
+    request: RecommendationRequest,
+    config: Config,
+    *,
+    gpu_present: bool,
 ) -> _Candidate:
     """Fit one local model into the budget: context, batch, estimate and evictions."""
     resident = request.loaded.get(spec.name)
@@ -293,7 +298,7 @@ def _evaluate(
         return _Candidate(
             spec,
             max(ctx, wanted_ctx),
-            _batch(spec, ctx, budget, config),
+            _batch(spec, ctx, budget, config, gpu_present=gpu_present),
             estimate,
             spec.name not in request.avoid,
             (),
@@ -318,7 +323,7 @@ def _evaluate(
     return _Candidate(
         spec,
         ctx,
-        _batch(spec, ctx, room, config),
+        _batch(spec, ctx, room, config, gpu_present=gpu_present),
         estimate,
         fits,
         tuple(evict) if fits else (),
@@ -337,19 +342,26 @@ def _fit_context(spec: ModelSpec, wanted_ctx: int, room_mb: float, config: Confi
     return largest
 
 
-def _batch(spec: ModelSpec, num_ctx: int, budget: float, config: Config) -> int:
+def _batch(
+    spec: ModelSpec, num_ctx: int, budget: float, config: Config, *, gpu_present: bool
+) -> int:
     if not config.optimization.batch_optimization or spec.architecture is None:
         return min(DEFAULT_BATCH, num_ctx)
     from nemo_tui.core.catalog import batch_size_for_budget
 
-    return batch_size_for_budget(spec.architecture, num_ctx, budget)
+    # Batches above llama.cpp's physical one only pay off on a GPU, and the embedded backend
+    # offloads nothing to one (llama-cpp-python's n_gpu_layers defaults to 0).
+    on_gpu = gpu_present and spec.backend != "embedded"
+    return batch_size_for_budget(spec.architecture, num_ctx, budget, gpu=on_gpu)
 
 
 def batch_for(spec: ModelSpec, num_ctx: int, profile: MemoryProfile, config: Config) -> int:
-    """The prompt batch for `spec` at `num_ctx` under the current memory budget."""
-    return _batch(
-        spec, num_ctx, memory_budget_mb(profile, config.memory_thresholds.cache_limit), config
-    )
+    """The prompt batch for `spec` at `num_ctx` under the current memory budget.
+
+    At most 512 unless a GPU is present and the model's backend uses it.
+    """
+    budget = memory_budget_mb(profile, config.memory_thresholds.cache_limit)
+    return _batch(spec, num_ctx, budget, config, gpu_present=bool(profile.gpus))
 
 
 def _is_installed(name: str, installed: Collection[str]) -> bool:
@@ -493,7 +505,11 @@ def recommend_override(
             reason += "; already loaded"
         elif not fits:
             reason += f"; it may not fit (the recommendation is {automatic.model})"
-    batch = _batch(spec, num_ctx, budget, config) if spec.local else DEFAULT_BATCH
+    batch = (
+        _batch(spec, num_ctx, budget, config, gpu_present=bool(profile.gpus))
+        if spec.local
+        else DEFAULT_BATCH
+    )
     return Recommendation(
         model=spec.name,
         backend=spec.backend,

@@ -12,6 +12,7 @@ from nemo_tui.core.memory import MemoryProfile, SimulatedSampler
 from nemo_tui.core.recommender import (
     RecommendationRequest,
     ResidentModel,
+    batch_for,
     memory_budget_mb,
     planned_context,
     recommend,
@@ -178,6 +179,30 @@ def test_batch_optimization_off_uses_the_default_batch() -> None:
     assert (
         pick(machine(16), Complexity.LOW, config=config, installed=OLLAMA_MODELS).num_batch == 512
     )
+
+
+def gpu_machine(total_gb: float, vram_gb: float) -> MemoryProfile:
+    return SimulatedSampler(total_gb * 1024, None, gpu_vram_mb=vram_gb * 1024).sample()
+
+
+def test_without_a_gpu_the_batch_stops_at_llama_cpps_physical_batch() -> None:
+    rec = pick(machine(64), Complexity.HIGH, installed=OLLAMA_MODELS)
+    assert rec.model == "biomistral:7b" and rec.num_ctx == 2048
+    assert rec.num_batch == 512
+
+
+def test_with_a_gpu_an_ollama_model_gets_a_larger_batch() -> None:
+    rec = pick(gpu_machine(16, 8), Complexity.LOW, installed=OLLAMA_MODELS)
+    assert rec.model == "tinyllama" and rec.num_ctx == 2048
+    assert rec.num_batch == 2048
+
+
+def test_the_embedded_model_gets_no_larger_batch_with_a_gpu() -> None:
+    # The embedded backend runs on the CPU whatever the machine has.
+    spec = CATALOG.get("smollm2:135m")
+    assert spec is not None
+    assert batch_for(spec, 8192, gpu_machine(16, 8), CONFIG) == 512
+    assert batch_for(spec, 256, gpu_machine(16, 8), CONFIG) == 256
 
 
 def test_json_has_the_documented_keys() -> None:
