@@ -80,7 +80,9 @@ def test_invalid_yaml_reports_the_line() -> None:
     assert info.value.line is not None
 
 
-def test_explicit_path_wins_over_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_path_wins_over_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     explicit = tmp_path / "explicit.yaml"
     explicit.write_text("monitor:\n  gauge_interval_s: 5\n")
     env_file = tmp_path / "env.yaml"
@@ -90,13 +92,17 @@ def test_explicit_path_wins_over_environment(tmp_path: Path, monkeypatch: pytest
     assert load_config().config.monitor.gauge_interval_s == 7
 
 
-def test_missing_environment_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_environment_file_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NEMO_TUI_CONFIG", str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match="NEMO_TUI_CONFIG"):
         find_config_file()
 
 
-def test_platform_file_is_used_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_platform_file_is_used_when_present(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NEMO_TUI_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     (tmp_path / "nemo-tui").mkdir()
