@@ -175,6 +175,10 @@ async def run_query(env: RunEnvironment, query: Query, state: RunState, emit: Em
                 errors.append(exc)
                 if isinstance(exc, OutOfMemory):
                     env.out_of_memory[name] = time.time()
+                elif isinstance(exc, BackendUnavailable):
+                    # Later models on the same server, and later queries, skip it until the
+                    # monitor's next probe finds it answering again.
+                    env.registry.mark_down(attempt.backend.name, exc.message)
                 if state.parts:
                     break
             else:

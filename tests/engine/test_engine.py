@@ -435,3 +435,20 @@ async def test_predictive_preloading_can_be_turned_off() -> None:
     finally:
         await engine.aclose()
     assert backend.calls.count(("preload", "smollm2:135m")) == 1
+
+
+async def test_a_server_that_dies_is_skipped_by_the_next_query() -> None:
+    ollama = ScriptedBackend("ollama", ("tinyllama",))
+    embedded = ScriptedBackend("embedded", ("smollm2:135m",))
+    engine = await started([ollama, embedded])
+    try:
+        ollama.up = False
+        first = await collect(engine, Query("hi", model="tinyllama"))
+        second = await collect(engine, Query("hi again", model="tinyllama"))
+    finally:
+        await engine.aclose()
+    assert isinstance(first[-1], Done) and first[-1].backend == "embedded"
+    assert "connection refused" in next(e for e in first if isinstance(e, Fallback)).why
+    assert ollama.calls == [("preload", "tinyllama")]  # the second query did not try it
+    assert isinstance(second[-1], Done) and second[-1].backend == "embedded"
+    assert "ollama" not in {h.backend for h in engine.healths() if h.up}
