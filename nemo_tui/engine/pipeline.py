@@ -161,9 +161,12 @@ async def run_query(env: RunEnvironment, query: Query, state: RunState, emit: Em
     errors: list[NemoError] = []
     started = time.perf_counter()
     attempt: _Attempt | None = None
+    unreachable: set[str] = set()
     for index, name in enumerate(chain):
         following = chain[index + 1] if index + 1 < len(chain) else None
-        prepared = _prepare(env, query, plan, name, first=index == 0, emit=emit)
+        prepared = _prepare(
+            env, query, plan, name, first=index == 0, emit=emit, unreachable=unreachable
+        )
         if isinstance(prepared, NemoError):
             errors.append(prepared)
         else:
@@ -176,9 +179,9 @@ async def run_query(env: RunEnvironment, query: Query, state: RunState, emit: Em
                 if isinstance(exc, OutOfMemory):
                     env.out_of_memory[name] = time.time()
                 elif isinstance(exc, BackendUnavailable):
-                    # Later models on the same server, and later queries, skip it until the
-                    # monitor's next probe finds it answering again.
-                    env.registry.mark_down(attempt.backend.name, exc.message)
+                    # The rest of this chain skips that server; the next query tries it again,
+                    # so a restarted server is used at once.
+                    unreachable.add(attempt.backend.name)
                 if state.parts:
                     break
             else:
@@ -196,14 +199,21 @@ async def run_query(env: RunEnvironment, query: Query, state: RunState, emit: Em
 
 
 def _prepare(
-    env: RunEnvironment, query: Query, plan: QueryPlan, name: str, *, first: bool, emit: Emit
+    env: RunEnvironment,
+    query: Query,
+    plan: QueryPlan,
+    name: str,
+    *,
+    first: bool,
+    emit: Emit,
+    unreachable: set[str],
 ) -> _Attempt | NemoError:
     """Find the model's backend and fit the prompt to its context; an error when it can't run."""
     spec = env.registry.catalog.get(name)
     if spec is None:
         return NemoError(f"{name} is not in the catalog")
     backend = env.registry.backend_for(spec)
-    if backend is None:
+    if backend is None or backend.name in unreachable:
         return BackendUnavailable(
             f"{spec.backend} is not available for {name}",
             backend=spec.backend,

@@ -8,7 +8,6 @@ by hand like the built-in tiers.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -53,12 +52,6 @@ class BackendRegistry:
         """True when the backend answered the last probe."""
         health = self._health.get(name)
         return health is not None and health.up
-
-    def mark_down(self, name: str, reason: str) -> None:
-        """Record that a backend stopped answering; the next probe may bring it back."""
-        health = self._health.get(name)
-        if health is not None and health.up:
-            self._health[name] = dataclasses.replace(health, up=False, detail=reason)
 
     def up_names(self) -> set[str]:
         """Names of the backends that answered the last probe."""
