@@ -7,9 +7,11 @@ a bare Textual app that shows one label, and the dashboard (real memory sampler,
 on, one in-process fake backend so no model server or model is involved). For each run it
 measures:
 
-- time to first full frame: from `tmux new-session` until `capture-pane` shows the finished
-  screen (the label; for the dashboard, the gauges, the recommendation and the footer), polled
-  every 20 ms (faster polling loads the tmux server that is drawing the app);
+- time to first frame: from `tmux new-session` until `capture-pane` shows the layout (the
+  label; for the dashboard, the memory panel, the recommendation panel and the footer, while
+  the engine may still be starting), polled every 20 ms (faster polling loads the tmux server
+  that is drawing the app);
+- time to first full frame: the same, until the dashboard also shows the probed backends;
 - resident memory (RSS) 10 s after the start;
 - CPU over the next `--idle-s` seconds of idling (gauges live), as a share of one core.
 
@@ -37,6 +39,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -51,6 +54,9 @@ from nemo_tui.backends.base import (
     TokenChunk,
 )
 from nemo_tui.core.catalog import ModelArchitecture
+
+if TYPE_CHECKING:
+    from nemo_tui.engine import Engine
 
 SIZE = (120, 40)
 SOCKET = f"nemo-bench-{os.getpid()}"
@@ -134,12 +140,17 @@ def serve(kind: str) -> None:
         return
     from nemo_tui.config import Config
     from nemo_tui.core.memory import SystemSampler
-    from nemo_tui.engine import Engine
     from nemo_tui.ui.app import create_app
 
     config = Config()
-    engine = Engine(config, sampler=SystemSampler(), backends=[StreamingBackend()])
-    create_app(config, engine, config_path=Path(os.environ["BENCH_CONFIG"])).run()
+
+    def build_engine() -> Engine:
+        # As `nemo-tui` does: the app builds the engine in a thread after its first frame.
+        from nemo_tui.engine import Engine
+
+        return Engine(config, sampler=SystemSampler(), backends=[StreamingBackend()])
+
+    create_app(config, build_engine, config_path=Path(os.environ["BENCH_CONFIG"])).run()
 
 
 def tmux(*args: str) -> str:
@@ -149,23 +160,28 @@ def tmux(*args: str) -> str:
     return result.stdout
 
 
-def ready_test(kind: str) -> Callable[[str], bool]:
+def ready_test(kind: str, *, full: bool = True) -> Callable[[str], bool]:
+    """Whether the screen is drawn: full means the backends are probed, else just the layout."""
     if kind == "bare":
         return lambda screen: "bare app ready" in screen
-    return lambda screen: all(
-        mark in screen for mark in ("RAM (OS", "Recommended model", "backends:", "^p palette")
-    )
+    marks = ("RAM (OS", "Recommended model", "^p palette") + (("backends:",) if full else ())
+    return lambda screen: all(mark in screen for mark in marks)
 
 
 @dataclass
 class Sample:
+    first_paint_s: list[float] = field(default_factory=list)
     first_frame_s: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     idle_cpu_pct: list[float] = field(default_factory=list)
 
 
-def start(kind: str, workdir: Path) -> tuple[psutil.Process, float]:
-    """Start one app in its own tmux session; return its process and the time to first frame."""
+def start(kind: str, workdir: Path) -> tuple[psutil.Process, float, float]:
+    """Start one app in its own tmux session.
+
+    Returns:
+        Its process, the time until the layout is drawn and the time to the first full frame.
+    """
     env = {
         "BENCH_CONFIG": str(workdir / "config.yaml"),
         "XDG_CONFIG_HOME": str(workdir / "xdg"),
@@ -185,22 +201,29 @@ def start(kind: str, workdir: Path) -> tuple[psutil.Process, float]:
             if attempt == 9:
                 raise
             time.sleep(0.2)
-    test = ready_test(kind)
-    while not test(tmux("capture-pane", "-p", "-t", kind)):
-        if time.perf_counter() - begun > 60:
+    painted, test = ready_test(kind, full=False), ready_test(kind)
+    first_paint: float | None = None
+    while True:
+        screen = tmux("capture-pane", "-p", "-t", kind)
+        now = time.perf_counter() - begun
+        if first_paint is None and painted(screen):
+            first_paint = now
+        if test(screen):
+            break
+        if now > 60:
             raise RuntimeError(f"{kind} never drew its first frame")
         time.sleep(0.02)
-    first_frame = time.perf_counter() - begun
     pid = int(tmux("display-message", "-p", "-t", kind, "#{pane_pid}").strip())
-    return psutil.Process(pid), first_frame
+    return psutil.Process(pid), first_paint if first_paint is not None else now, now
 
 
 def measure_pair(idle_s: float, workdir: Path, results: dict[str, Sample]) -> None:
     """One run of both apps: start-up one after the other, then idle side by side."""
     procs: dict[str, tuple[psutil.Process, float]] = {}
     for kind in ("bare", "nemo"):
-        proc, first_frame = start(kind, workdir)
+        proc, first_paint, first_frame = start(kind, workdir)
         procs[kind] = (proc, time.perf_counter())
+        results[kind].first_paint_s.append(first_paint)
         results[kind].first_frame_s.append(first_frame)
     for kind, (proc, started_at) in procs.items():
         time.sleep(max(0.0, started_at + RSS_AT_S - time.perf_counter()))
@@ -317,6 +340,7 @@ def main() -> None:
         subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True)
     bare, nemo = results["bare"], results["nemo"]
     rows = [
+        ("time to first frame, layout drawn (s)", bare.first_paint_s, nemo.first_paint_s, "{:.3f}"),
         ("time to first full frame (s)", bare.first_frame_s, nemo.first_frame_s, "{:.3f}"),
         (f"RSS after {RSS_AT_S:.0f} s (MB)", bare.rss_mb, nemo.rss_mb, "{:.1f}"),
         (

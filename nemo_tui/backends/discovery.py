@@ -11,15 +11,15 @@ import asyncio
 import importlib.util
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import httpx
-
-from nemo_tui import config as cfg
 from nemo_tui.backends.base import Backend, BackendHealth
-from nemo_tui.backends.gemini import GeminiBackend
-from nemo_tui.backends.ollama import OllamaBackend
-from nemo_tui.backends.openai_compat import OpenAICompatBackend
 from nemo_tui.units import format_seconds
+
+if TYPE_CHECKING:
+    import httpx
+
+    from nemo_tui import config as cfg
 
 _EMBEDDED_MODULE = "nemo_tui.backends.embedded"
 
@@ -37,6 +37,13 @@ def build_backends(
         config: The validated configuration.
         transports: Per-backend-name transports used instead of the network (tests).
     """
+    # Imported here, not at the top: the backends pull in httpx (tens of ms and several MB),
+    # which callers that only probe or describe backends, and the dashboard's first frame,
+    # do not need.
+    from nemo_tui.backends.gemini import GeminiBackend
+    from nemo_tui.backends.ollama import OllamaBackend
+    from nemo_tui.backends.openai_compat import OpenAICompatBackend
+
     transports = transports or {}
     section = config.backends
     backends: list[Backend] = []

@@ -1,30 +1,43 @@
 """The dashboard app: themes, the engine's lifetime, global keys and the command palette.
 
-`create_app` is the one way to build it, used by `nemo-tui` and by the tests alike.
+`create_app` is the one way to build it, used by `nemo-tui` and by the tests alike. Given an
+engine factory rather than an engine, the app draws its first frame before the engine exists:
+the factory (importing the engine and building the backends takes a noticeable part of a
+second) runs in a thread worker once the screen is up, and the panels say "starting" until then.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from nemo_tui import paths
 from nemo_tui.config import Config
 from nemo_tui.config_writer import get_setting
-from nemo_tui.engine import Engine
-from nemo_tui.errors import ConfigError
+from nemo_tui.errors import ConfigError, NemoError
+from nemo_tui.ui.messages import EngineBuilt
 from nemo_tui.ui.screens.help import HelpScreen, KeyHelp, key_help
 from nemo_tui.ui.screens.main import MainScreen
 from nemo_tui.ui.screens.stats import StatsScreen
 from nemo_tui.ui.settings_store import SettingsStore
 from nemo_tui.ui.themes import DEFAULT_THEME, GAUGE_VARIABLES, LAST_RESORT_THEME, load_themes
+from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING
 from nemo_tui.ui.widgets.settings_panel import SETTINGS, SettingsPanel
+
+if TYPE_CHECKING:
+    from nemo_tui.engine import Engine
+
+EngineFactory: TypeAlias = Callable[[], "Engine"]
+"""Builds the engine (not started); called once, in a thread, after the first frame."""
 
 KEY_NAMES = {"question_mark": "?", "escape": "esc"}
 """How some keys are written in the help screen."""
@@ -35,7 +48,8 @@ class NemoApp(App[None]):
 
     Args:
         config: The validated config.
-        engine: The engine (not started; the app starts and closes it).
+        engine: The engine (not started; the app starts and closes it), or a factory that
+            builds it, which the app calls in a thread once its first frame is drawn.
         config_path: The file settings are saved to; None means the platform default.
         theme: A theme name from `--theme`, which wins over the config and is remembered.
         theme_dirs: Folders to load themes from; None means the bundled and the user's.
@@ -51,15 +65,19 @@ class NemoApp(App[None]):
     def __init__(
         self,
         config: Config,
-        engine: Engine,
+        engine: Engine | EngineFactory,
         *,
         config_path: Path | None = None,
         theme: str | None = None,
         theme_dirs: Sequence[Path] | None = None,
     ) -> None:
         super().__init__()
-        self.engine = engine
-        self.settings = SettingsStore(config, engine, config_path)
+        # An Engine is not callable; anything callable is the factory.
+        self._engine_factory = engine if callable(engine) else None
+        self.engine: Engine | None = None if callable(engine) else engine
+        """The engine; None until the factory has built it."""
+        self.settings = SettingsStore(config, self.engine, config_path)
+        self._main = MainScreen(self.engine, self.settings)
         folders = theme_dirs or (paths.bundled_themes_dir(), paths.user_themes_dir())
         found = load_themes(folders)
         for nemo_theme in found.themes:
@@ -88,19 +106,53 @@ class NemoApp(App[None]):
 
     def get_default_screen(self) -> Screen[None]:
         """The main dashboard screen."""
-        return MainScreen(self.engine, self.settings)
+        return self._main
 
     def on_mount(self) -> None:
-        """Report skipped themes, and remember theme changes from here on."""
+        """Report skipped themes, remember theme changes, build the engine after a frame."""
         for note in self._startup_notes:
             self.notify(note, title="Theme", severity="warning", timeout=10)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self._theme_from_cli:
             self._remember_theme(self.current_theme)
+        if self._engine_factory is not None:
+            self.call_after_refresh(self._build_engine, self._engine_factory)
 
     async def on_unmount(self) -> None:
         """Close the engine: cancel what runs, unload in-process models, close connections."""
-        await self.engine.aclose()
+        if self.engine is not None:
+            await self.engine.aclose()
+
+    @work(
+        thread=True,
+        exclusive=True,
+        group="engine-build",
+        exit_on_error=False,
+        description="Building the engine",
+    )
+    def _build_engine(self, factory: EngineFactory) -> None:
+        engine = factory()
+        # Nothing is open before `start`, so an engine built after quitting is just dropped.
+        if not get_current_worker().is_cancelled:
+            self.post_message(EngineBuilt(engine))
+
+    def on_engine_built(self, message: EngineBuilt) -> None:
+        """Hand the new engine to the settings and the dashboard, which starts it."""
+        self.engine = message.engine
+        self.settings.attach(message.engine)
+        self._main.attach_engine(message.engine)
+
+    @on(Worker.StateChanged)
+    def _engine_build_failed(self, event: Worker.StateChanged) -> None:
+        """Without an engine the dashboard can do nothing: quit and say why, as the CLI does."""
+        worker = event.worker
+        if worker.group != "engine-build" or event.state is not WorkerState.ERROR:
+            return
+        error = worker.error
+        reason = (
+            f"{error.title}: {error.one_line()}" if isinstance(error, NemoError) else repr(error)
+        )
+        self.exit(return_code=1, message=f"nemo-tui: the engine did not start: {reason}")
 
     def _remember_theme(self, theme: Theme) -> None:
         if theme.name == self._startup_theme and not self._theme_from_cli:
@@ -159,7 +211,9 @@ class NemoApp(App[None]):
 
     def action_stats(self) -> None:
         """Show the stats screen."""
-        if not isinstance(self.screen, StatsScreen):
+        if self.engine is None:
+            self.notify(ENGINE_STARTING, severity="warning")
+        elif not isinstance(self.screen, StatsScreen):
             self.push_screen(StatsScreen(self.engine))
 
 
@@ -173,7 +227,7 @@ def _screen_actions() -> list[tuple[KeyHelp, str]]:
 
 def create_app(
     config: Config,
-    engine: Engine,
+    engine: Engine | EngineFactory,
     *,
     config_path: Path | None = None,
     theme: str | None = None,
@@ -183,7 +237,8 @@ def create_app(
 
     Args:
         config: The validated config.
-        engine: The engine, not yet started.
+        engine: The engine, not yet started; or a callable returning it, which the app calls
+            in a thread after its first frame so start-up does not wait for the engine.
         config_path: Where changed settings are saved; None means the platform default file.
         theme: `--theme NAME`: use it now and remember it.
         theme_dirs: Theme folders; None means the bundled ones and the user's.

@@ -7,11 +7,15 @@ the widget that sends them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from nemo_tui.backends.base import BackendHealth
-from nemo_tui.core.memory import MemoryProfile
-from nemo_tui.events import EngineEvent
+if TYPE_CHECKING:
+    from nemo_tui.backends.base import BackendHealth
+    from nemo_tui.core.memory import MemoryProfile
+    from nemo_tui.engine import Engine
+    from nemo_tui.events import EngineEvent
 
 
 class MemorySampled(Message):
@@ -36,6 +40,14 @@ class EngineEventArrived(Message):
     def __init__(self, event: EngineEvent) -> None:
         super().__init__()
         self.event = event
+
+
+class EngineBuilt(Message):
+    """The engine factory returned: the engine exists but has not probed its backends yet."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
 
 
 class EngineStarted(Message):

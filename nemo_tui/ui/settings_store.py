@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nemo_tui import paths
 from nemo_tui.config import Config
 from nemo_tui.config_writer import SettingValue, apply_settings, default_settings, save_settings
-from nemo_tui.engine import Engine
+
+if TYPE_CHECKING:
+    from nemo_tui.engine import Engine
 
 
 class SettingsStore:
@@ -19,11 +22,11 @@ class SettingsStore:
 
     Args:
         config: The config loaded at start.
-        engine: The engine to hand changes to.
+        engine: The engine to hand changes to; None until it is built (see `attach`).
         path: The file to save to; None means the platform default config file.
     """
 
-    def __init__(self, config: Config, engine: Engine, path: Path | None) -> None:
+    def __init__(self, config: Config, engine: Engine | None, path: Path | None) -> None:
         self._config = config
         self._engine = engine
         self._path = path or paths.default_config_file()
@@ -38,6 +41,12 @@ class SettingsStore:
         """Where changes are saved."""
         return self._path
 
+    def attach(self, engine: Engine) -> None:
+        """Hand changes to this engine from now on, starting with any made while it was built."""
+        self._engine = engine
+        if engine.config is not self._config:
+            engine.update_config(self._config)
+
     def change(self, updates: Mapping[str, SettingValue]) -> Config:
         """Apply and save settings.
 
@@ -46,7 +55,8 @@ class SettingsStore:
                 (the change still holds for this session).
         """
         self._config = apply_settings(self._config, updates)
-        self._engine.update_config(self._config)
+        if self._engine is not None:
+            self._engine.update_config(self._config)
         save_settings(self._path, updates)
         return self._config
 

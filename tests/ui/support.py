@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -90,8 +91,13 @@ def make_rig(
     config_text: str | None = None,
     theme: str | None = None,
     theme_dirs: list[Path] | None = None,
+    gate: threading.Event | None = None,
 ) -> Rig:
-    """Build the real app around a scripted Ollama-like backend and a fixed machine."""
+    """Build the real app around a scripted Ollama-like backend and a fixed machine.
+
+    With `gate`, the app is given an engine factory (as `nemo-tui` does) that hands the engine
+    over only once the gate is set, so a test can use the dashboard before its engine exists.
+    """
     backend = backend or ScriptedBackend(
         name="ollama", models=("tinyllama", "phi3:mini"), sizes_mb={"tinyllama": 700.0}
     )
@@ -102,7 +108,16 @@ def make_rig(
         config = config or parse_config(config_text, source=str(config_path))
     config = config or Config()
     engine = Engine(config, sampler=sampler, backends=[backend], monitor=False)
-    app = create_app(config, engine, config_path=config_path, theme=theme, theme_dirs=theme_dirs)
+    source: Engine | Callable[[], Engine] = engine
+    if gate is not None:
+        opened = gate
+
+        def build_engine() -> Engine:
+            opened.wait(timeout=60)
+            return engine
+
+        source = build_engine
+    app = create_app(config, source, config_path=config_path, theme=theme, theme_dirs=theme_dirs)
     notes: list[str] = []
     original = app.notify
 

@@ -3,56 +3,49 @@
 The screen is one more subscriber to the engine's events. Two workers feed it: a short thread
 worker per gauge tick samples memory (reading /proc and NVML must not block the event loop),
 and an async worker relays the engine's event stream. Both only post messages; the handlers
-below update the widgets.
+below update the widgets. The keys are listed in `main_bindings`; those acting on the cache and
+on the question and answer live in the `main_cache` and `main_query` mixins.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.notifications import SeverityLevel
-from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from nemo_tui.backends.base import BackendHealth
 from nemo_tui.config_writer import get_setting
 from nemo_tui.core.complexity import Complexity
 from nemo_tui.core.memory import MemoryProfile, PressureLevel, PressureWatcher
-from nemo_tui.core.recommender import Recommendation
 from nemo_tui.core.troubleshooting import Action, diagnose
-from nemo_tui.engine import CacheActionResult, Engine
 from nemo_tui.errors import ConfigError
-from nemo_tui.events import (
-    FINAL_EVENTS,
-    BackendsChanged,
-    EngineEvent,
-    Evicting,
-    Loading,
-    PressureChanged,
-    Token,
-)
 from nemo_tui.ui.messages import (
     CachedModelsChanged,
     EngineEventArrived,
     EngineStarted,
     MemorySampled,
 )
-from nemo_tui.ui.screens.path_prompt import PathPrompt
-from nemo_tui.ui.screens.prompt_review import PromptReview
+from nemo_tui.ui.screens.main_bindings import MAIN_BINDINGS
+from nemo_tui.ui.screens.main_cache import CacheActions
+from nemo_tui.ui.screens.main_query import QueryActions
 from nemo_tui.ui.settings_store import SettingsStore
 from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
 from nemo_tui.ui.widgets.memory_history import MemoryHistory
 from nemo_tui.ui.widgets.memory_panel import MemoryPanel
-from nemo_tui.ui.widgets.query_pane import QueryPane
+from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING, QueryPane
 from nemo_tui.ui.widgets.recommendation_panel import RecommendationPanel, describe_change
 from nemo_tui.ui.widgets.settings_panel import SETTING_KEYS, SettingsPanel
 from nemo_tui.ui.widgets.troubleshooting_panel import ACTION_LABELS, TroubleshootingPanel
 from nemo_tui.units import format_mb, format_pct
+
+if TYPE_CHECKING:
+    from nemo_tui.engine import Engine
+    from nemo_tui.events import EngineEvent
 
 FIX_SETTINGS: dict[Action, str] = {
     Action.ENABLE_TRUNCATION: "optimization.context_truncation",
@@ -69,115 +62,30 @@ _SEVERITY: dict[PressureLevel, SeverityLevel] = {
 }
 
 
-class MainScreen(Screen[None]):
+class MainScreen(CacheActions, QueryActions):
     """The dashboard.
 
+    It draws at once, with "starting…" in the panels, even before the engine exists; the app
+    hands the engine over with `attach_engine` once it is built.
+
     Args:
-        engine: The engine to show and drive.
+        engine: The engine to show and drive, or None while the app is still building it.
         settings: The config in force, and where changes go.
     """
 
-    BINDINGS = [
-        Binding("f1,question_mark", "app.help", "Help", tooltip="Show every key binding"),
-        # The rest are priority bindings: the question box (a TextArea) must not swallow them.
-        Binding("ctrl+s", "send", "Send", priority=True, tooltip="Send the question"),
-        Binding("escape", "cancel", "Cancel", priority=True, tooltip="Cancel the running query"),
-        Binding(
-            "f2",
-            "app.stats",
-            "Stats",
-            priority=True,
-            tooltip="Show the full stats and backend health",
-        ),
-        Binding(
-            "ctrl+t", "attach", "Data", priority=True, tooltip="Attach a data file to the question"
-        ),
-        Binding(
-            "ctrl+g",
-            "copy_answer",
-            "Copy",
-            priority=True,
-            tooltip="Copy the answer (OSC 52 clipboard)",
-        ),
-        Binding(
-            "ctrl+o", "save_answer", "Save", priority=True, tooltip="Save the answer to a file"
-        ),
-        Binding(
-            "f5",
-            "refresh",
-            "Refresh",
-            priority=True,
-            tooltip="Sample memory and ask the backends now",
-        ),
-        Binding(
-            "f6", "toggle_side", "Panels", priority=True, tooltip="Hide or show the side panels"
-        ),
-        Binding(
-            "f7",
-            "toggle_plot",
-            "Plot",
-            priority=True,
-            tooltip="Hide or show the memory history plot",
-        ),
-        # Shown in the subtitle of the panel they act on rather than in the footer.
-        Binding(
-            "f3",
-            "accept_recommendation",
-            "Use recommendation",
-            show=False,
-            priority=True,
-            tooltip="Select the recommended model for the next query",
-        ),
-        Binding(
-            "f4",
-            "preload",
-            "Preload",
-            show=False,
-            priority=True,
-            tooltip="Preload the selected model, or the recommended one",
-        ),
-        Binding(
-            "f8",
-            "unload",
-            "Unload",
-            show=False,
-            priority=True,
-            tooltip="Unload the model under the cached-models cursor",
-        ),
-        Binding(
-            "f9",
-            "clear_cache",
-            "Clear cache",
-            show=False,
-            priority=True,
-            tooltip="Unload every model",
-        ),
-        Binding(
-            "ctrl+r",
-            "review_prompt",
-            "Cuts",
-            show=False,
-            priority=True,
-            tooltip="Show what the optimizer cut",
-        ),
-        Binding(
-            "ctrl+f",
-            "fix",
-            "Fix",
-            show=False,
-            priority=True,
-            tooltip="Apply the troubleshooting fix",
-        ),
-    ]
+    BINDINGS = MAIN_BINDINGS
+
+    AUTO_FOCUS = "#query-input"
+    """Focused from the start: each focus change rebuilds the footer, which is not cheap."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
 
-    def __init__(self, engine: Engine, settings: SettingsStore) -> None:
+    def __init__(self, engine: Engine | None, settings: SettingsStore) -> None:
         super().__init__(id="main")
         self._engine = engine
         self._settings = settings
         self._watcher = PressureWatcher(settings.config.memory_thresholds.pressure_threshold)
-        self._recommendation: Recommendation | None = None
+        self._recommendation = None
         self._events: AsyncIterator[EngineEvent] | None = None
         self._profile: MemoryProfile | None = None
         self._started = False
@@ -196,30 +104,45 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Subscribe to the engine before starting it, then start the clocks."""
-        monitor = self._settings.config.monitor
+        """Say the engine is starting, and take it at once when the app already has it."""
         thresholds = self._settings.config.memory_thresholds
         self.query_one(MemoryHistory).set_limits(
             thresholds.pressure_threshold, thresholds.cache_limit
         )
         self.sub_title = "starting the engine…"
-        self._events = self._engine.subscribe()
+        if self._engine is not None:
+            self.attach_engine(self._engine)
+
+    def attach_engine(self, engine: Engine) -> None:
+        """Subscribe to the engine before starting it, then start the clocks.
+
+        Args:
+            engine: The engine, built but not started.
+        """
+        monitor = self._settings.config.monitor
+        self._engine = engine
+        self.query_one(QueryPane).attach_engine(engine)
+        self._events = engine.subscribe()
         self._relay_events()
-        self._start_engine()
+        self._start_engine(engine)
         self.sample_memory()
         self.set_interval(monitor.gauge_interval_s, self.sample_memory)
         self.set_interval(monitor.refresh_interval_s, self._refresh_all)
-        self.query_one("#query-input").focus()
 
     # Workers: they only post messages.
 
     @work(thread=True, exclusive=True, group="memory", exit_on_error=False)
     def sample_memory(self) -> None:
         """Take one memory sample off the event loop and post it."""
-        self.post_message(MemorySampled(self._engine.sample()))
+        if self._engine is not None:
+            self.post_message(MemorySampled(self._engine.sample()))
 
     @work(exclusive=True, group="engine-events", exit_on_error=False)
     async def _relay_events(self) -> None:
+        # The events module (and the core modules it carries) is imported here, once the
+        # engine exists, rather than with this module: the first frame does not need it.
+        from nemo_tui.events import Token
+
         assert self._events is not None
         query_pane = self.query_one(QueryPane)
         async for event in self._events:
@@ -231,29 +154,13 @@ class MainScreen(Screen[None]):
                 self.post_message(EngineEventArrived(event))
 
     @work(exclusive=True, group="engine-start", exit_on_error=False)
-    async def _start_engine(self) -> None:
-        healths = await self._engine.start()
+    async def _start_engine(self, engine: Engine) -> None:
+        healths = await engine.start()
         self.post_message(EngineStarted(healths))
 
     @work(exclusive=True, group="backends", exit_on_error=False)
-    async def _refresh_models(self) -> None:
-        await self._engine.refresh()
-        self.post_message(CachedModelsChanged())
-
-    @work(group="cache", exit_on_error=False)
-    async def _cache_action(self, what: str, model: str | None) -> None:
-        result: CacheActionResult
-        if what == "preload" and model is not None:
-            result = await self._engine.preload(model)
-        elif what == "unload" and model is not None:
-            result = await self._engine.unload(model)
-        else:
-            result = await self._engine.clear_cache()
-        self.notify(
-            result.message,
-            title="Cache",
-            severity="information" if result.ok else "warning",
-        )
+    async def _refresh_models(self, engine: Engine) -> None:
+        await engine.refresh()
         self.post_message(CachedModelsChanged())
 
     # Handlers.
@@ -262,7 +169,7 @@ class MainScreen(Screen[None]):
         """Show the backends and fill the model selector."""
         self._started = True
         self._show_healths(message.healths)
-        self.query_one(QueryPane).set_model_choices(self._engine.model_choices())
+        self._show_model_choices()
         self._show_cached_models()
         self._refresh_recommendation()
 
@@ -292,6 +199,14 @@ class MainScreen(Screen[None]):
 
     async def on_engine_event_arrived(self, message: EngineEventArrived) -> None:
         """Query events go to the pane; cache and machine events update the panels."""
+        from nemo_tui.events import (
+            FINAL_EVENTS,
+            BackendsChanged,
+            Evicting,
+            Loading,
+            PressureChanged,
+        )
+
         event = message.event
         await self.query_one(QueryPane).show_event(event)
         if isinstance(event, Evicting) and event.query_id:
@@ -305,7 +220,7 @@ class MainScreen(Screen[None]):
             self.notify(event.action, title="Memory pressure", severity="warning")
         if isinstance(event, BackendsChanged):
             self._show_healths(list(event.healths))
-            self.query_one(QueryPane).set_model_choices(self._engine.model_choices())
+            self._show_model_choices()
         if isinstance(event, (Evicting, Loading, PressureChanged, *FINAL_EVENTS)):
             self._show_cached_models()
         if isinstance(event, FINAL_EVENTS):
@@ -333,7 +248,7 @@ class MainScreen(Screen[None]):
         self.query_one(SettingsPanel).show(config)
         self._after_settings()
 
-    # Actions.
+    # Actions (the cache and query-pane ones are in the mixins).
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Cancel only while a query runs; the fix only while there is one to apply."""
@@ -346,7 +261,7 @@ class MainScreen(Screen[None]):
     async def action_send(self) -> None:
         """Send the question."""
         if not self._started:
-            self.notify("The engine is still starting; try again in a moment.", severity="warning")
+            self.notify(ENGINE_STARTING, severity="warning")
             return
         await self.query_one(QueryPane).send()
         self.refresh_bindings()
@@ -363,31 +278,11 @@ class MainScreen(Screen[None]):
         self.query_one(QueryPane).choose_model(self._recommendation.model)
         self.notify(f"{self._recommendation.model} selected for the next query.")
 
-    def action_preload(self) -> None:
-        """Preload the model picked in the query pane, else the recommended one."""
-        model = self.query_one(QueryPane).model_override
-        if model is None and self._recommendation is not None:
-            model = self._recommendation.model
-        if model is None:
-            self.notify("No model to preload yet.", severity="warning")
-            return
-        self.notify(f"Preloading {model}…", title="Cache")
-        self._cache_action("preload", model)
-
-    def action_unload(self) -> None:
-        """Unload the model under the cached-models cursor."""
-        model = self.query_one(CachedModelsPanel).selected
-        if model is None:
-            self.notify("No model is loaded.", title="Cache")
-            return
-        self._cache_action("unload", model)
-
-    def action_clear_cache(self) -> None:
-        """Unload every cached model."""
-        self._cache_action("clear", None)
-
     def action_refresh(self) -> None:
         """Sample memory and ask the backends now."""
+        if self._engine is None:
+            self.notify(ENGINE_STARTING, severity="warning")
+            return
         self.sample_memory()
         self._refresh_all()
 
@@ -401,73 +296,10 @@ class MainScreen(Screen[None]):
         self.set_class(shown, "-hide-plot")
         self.set_class(not shown, "-show-plot")
 
-    def action_attach(self) -> None:
-        """Ask for a data file to attach (empty detaches it)."""
-        pane = self.query_one(QueryPane)
-
-        def attached(path: str | None) -> None:
-            if path is not None:
-                pane.attach(Path(path) if path else None)
-
-        current = str(pane.data_file) if pane.data_file else ""
-        self.app.push_screen(
-            PathPrompt(
-                "Attach a data file",
-                "A CSV, TSV or JSON-lines file to summarize into the prompt. Empty detaches.",
-                value=current,
-                must_exist=True,
-                allow_empty=True,
-            ),
-            attached,
-        )
-
-    def action_review_prompt(self) -> None:
-        """Show what the optimizer cut from the typed question."""
-        pane = self.query_one(QueryPane)
-        pane.refresh_plan()
-        if pane.plan is None:
-            self.notify("Type a question first.", severity="warning")
-            return
-        self.app.push_screen(PromptReview(pane.plan))
-
-    def action_copy_answer(self) -> None:
-        """Copy the answer to the terminal's clipboard (OSC 52, works over SSH)."""
-        answer = self.query_one(QueryPane).answer
-        if not answer:
-            self.notify("There is no answer to copy yet.", severity="warning")
-            return
-        self.app.copy_to_clipboard(answer)
-        self.notify(
-            f"Copied {len(answer):,} characters. If nothing arrives, your terminal may block"
-            " clipboard writes (OSC 52); save the answer with ctrl+o instead."
-        )
-
-    def action_save_answer(self) -> None:
-        """Ask for a file name and write the answer there."""
-        answer = self.query_one(QueryPane).answer
-        if not answer:
-            self.notify("There is no answer to save yet.", severity="warning")
-            return
-
-        def save(path: str | None) -> None:
-            if not path:
-                return
-            try:
-                Path(path).write_text(answer, encoding="utf-8")
-            except OSError as exc:
-                self.notify(f"Cannot write {path}: {exc.strerror}", severity="error")
-                return
-            self.notify(f"Saved the answer to {path}.")
-
-        self.app.push_screen(
-            PathPrompt("Save the answer", "The answer is saved as Markdown.", value="answer.md"),
-            save,
-        )
-
     def action_fix(self) -> None:
         """Apply the troubleshooting panel's one-key fix."""
         action = self.query_one(TroubleshootingPanel).action
-        if action is None:
+        if action is None or self._engine is None:
             return
         self.notify(f"Troubleshooting: {ACTION_LABELS[action]}.", title="Fix")
         if action is Action.CLEAR_CACHE:
@@ -484,7 +316,7 @@ class MainScreen(Screen[None]):
         self._change_settings({key: not get_setting(self._settings.config, key)})
         self.query_one(SettingsPanel).show(self._settings.config)
 
-    # Helpers.
+    # Helpers. Until the engine exists, the panels that need it keep their "starting" text.
 
     def _change_settings(self, updates: dict[str, bool]) -> None:
         try:
@@ -501,11 +333,13 @@ class MainScreen(Screen[None]):
 
     def _refresh_all(self) -> None:
         self._refresh_recommendation()
-        if self._started:
-            self._refresh_models()
+        if self._started and self._engine is not None:
+            self._refresh_models(self._engine)
 
     def _refresh_recommendation(self) -> None:
         """Ask for the pick now; a changed pick is announced with what changed and why."""
+        if self._engine is None:
+            return
         rec = self._engine.recommend_now()
         previous = self._recommendation
         self._recommendation = rec
@@ -516,7 +350,13 @@ class MainScreen(Screen[None]):
                 title="Recommendation changed",
             )
 
+    def _show_model_choices(self) -> None:
+        if self._engine is not None:
+            self.query_one(QueryPane).set_model_choices(self._engine.model_choices())
+
     def _show_cached_models(self) -> None:
+        if self._engine is None:
+            return
         models = self._engine.cached_models()
         self.query_one(CachedModelsPanel).show_models(models)
         self.query_one(MemoryPanel).show_models(models)
@@ -527,16 +367,17 @@ class MainScreen(Screen[None]):
 
     def _diagnose(self) -> None:
         profile = self._profile
-        if profile is None:
+        engine = self._engine
+        if profile is None or engine is None:
             return
         panel = self.query_one(TroubleshootingPanel)
         had_fix = panel.action is not None
-        cached = self._engine.cached_models()
-        installed = self._engine.installed_names()
-        local = sum(1 for spec in self._engine.catalog if spec.local and spec.name in installed)
+        cached = engine.cached_models()
+        installed = engine.installed_names()
+        local = sum(1 for spec in engine.catalog if spec.local and spec.name in installed)
         symptoms = diagnose(
             profile,
-            self._engine.metrics,
+            engine.metrics,
             self._settings.config,
             cached_mb=sum(model.size_mb for model in cached),
             local_models_installed=local,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -9,8 +11,10 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
-from nemo_tui.engine import QueryPlan
 from nemo_tui.units import format_count, format_pct
+
+if TYPE_CHECKING:
+    from nemo_tui.engine import QueryPlan
 
 EXCERPT_CHARS = 160
 """How much of each cut span is quoted."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from textual.app import ComposeResult
@@ -13,8 +14,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from nemo_tui.backends.base import BackendHealth
-from nemo_tui.engine import Engine
 from nemo_tui.units import format_count, format_mb, format_pct, format_rate, format_seconds
+
+if TYPE_CHECKING:
+    from nemo_tui.engine import Engine
 
 SECTION_TITLES = {
     "system": "System memory (OS, cgroup, NVML)",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from textual.widgets import DataTable
 
-from nemo_tui.core.cache_policy import CachedModel
 from nemo_tui.units import format_count, format_mb, format_pct, format_seconds
+
+if TYPE_CHECKING:
+    from nemo_tui.core.cache_policy import CachedModel
 
 COLUMNS = ("Model", "Where", "Size", "VRAM", "Ctx", "Expires", "Hits")
 
@@ -44,7 +47,9 @@ class CachedModelsPanel(DataTable[str]):
         self.add_columns(*COLUMNS)
         self.border_title = "Cached models"
         self.border_subtitle = "f8 unload · f9 clear all"
-        self.show_models(())
+        # Until the first `show_models` nobody has asked the backends. Kept no wider than the
+        # "no model loaded" row: the table never narrows a column it has widened.
+        self.add_row("starting…", "", "", "", "", "", "", key="-empty-")
 
     @property
     def models(self) -> tuple[CachedModel, ...]:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from nemo_tui.core.cache_policy import CachedModel
 from nemo_tui.core.memory import MemoryProfile, PressureLevel
 from nemo_tui.ui.widgets.gauge import Gauge, GaugeLevel
 from nemo_tui.ui.widgets.memory_history import MemoryHistory
 from nemo_tui.units import format_count, format_mb, format_pct
+
+if TYPE_CHECKING:
+    from nemo_tui.core.cache_policy import CachedModel
 
 LEVEL_STYLE: dict[PressureLevel, GaugeLevel] = {
     PressureLevel.NORMAL: "ok",
@@ -82,8 +85,11 @@ class MemoryPanel(Vertical):
         yield MemoryHistory(id="memory-history")
 
     def on_mount(self) -> None:
-        """Start with the plain title until the first sample says more."""
+        """Start with the plain title and a waiting line until the first sample says more."""
         self.border_title = "Memory"
+        self.query_one("#memory-pressure", Static).update(
+            "[dim]waiting for the first memory sample…[/]"
+        )
 
     def show_profile(
         self,

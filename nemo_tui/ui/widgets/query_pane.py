@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
@@ -11,25 +12,20 @@ from textual.markup import escape
 from textual.timer import Timer
 from textual.widgets import Label, Select, Static, TextArea
 
-from nemo_tui.engine import Engine, QueryHandle, QueryPlan
 from nemo_tui.errors import NemoError
-from nemo_tui.events import (
-    Cancelled,
-    Done,
-    EngineEvent,
-    Evicting,
-    Failed,
-    Fallback,
-    Loading,
-    Notice,
-    PromptOptimized,
-    Query,
-    Queued,
-    Recommended,
-)
 from nemo_tui.ui.widgets.answer_view import AnswerView
 from nemo_tui.ui.widgets.info_line import InfoLine
 from nemo_tui.units import format_count, format_pct, format_rate, format_seconds
+
+if TYPE_CHECKING:
+    from nemo_tui.engine import Engine, QueryHandle, QueryPlan
+    from nemo_tui.events import Done, EngineEvent, Query
+
+STARTING = "[dim]starting the engine…[/]"
+"""What the plan line says while there is no engine to plan with."""
+
+ENGINE_STARTING = "The engine is still starting; try again in a moment."
+"""The notice for a key that needs the engine before it exists (or has probed its backends)."""
 
 PLAN_DELAY_S = 0.4
 """The plan preview waits until typing pauses this long, so it is not rebuilt per key."""
@@ -83,7 +79,8 @@ class QueryPane(Vertical):
     """Ask a question and watch the answer stream in.
 
     Args:
-        engine: The engine queries are submitted to.
+        engine: The engine queries are submitted to; None until it is built (see
+            `attach_engine`), and meanwhile the plan line says so.
     """
 
     DEFAULT_CSS = """
@@ -121,7 +118,7 @@ class QueryPane(Vertical):
     }
     """
 
-    def __init__(self, engine: Engine, *, id: str | None = None) -> None:
+    def __init__(self, engine: Engine | None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._engine = engine
         self._handle: QueryHandle | None = None
@@ -153,6 +150,11 @@ class QueryPane(Vertical):
         yield InfoLine(id="query-stats")
 
     @property
+    def ready(self) -> bool:
+        """True once there is an engine to plan and send with."""
+        return self._engine is not None
+
+    @property
     def running(self) -> bool:
         """True while a submitted query has not ended."""
         return self._handle is not None
@@ -178,6 +180,11 @@ class QueryPane(Vertical):
         value = self.query_one("#model-select", Select).value
         return value if isinstance(value, str) else None
 
+    def attach_engine(self, engine: Engine) -> None:
+        """Use this engine from now on, and preview the question typed while it was built."""
+        self._engine = engine
+        self.refresh_plan()
+
     def set_model_choices(self, names: list[str]) -> None:
         """Fill the selector, keeping the current pick when it is still offered."""
         select: Select[str] = self.query_one("#model-select", Select)
@@ -202,6 +209,10 @@ class QueryPane(Vertical):
 
     def current_query(self) -> Query | None:
         """The query the input describes, or None when the input is empty."""
+        # The events module (and the core modules it carries) is imported on first use, not
+        # with this module: the first frame does not need it.
+        from nemo_tui.events import Query
+
         text = self.query_one("#query-input", TextArea).text.strip()
         if not text:
             return None
@@ -209,6 +220,9 @@ class QueryPane(Vertical):
 
     async def send(self) -> bool:
         """Submit the question; False (with a notification) when there is nothing to send."""
+        if self._engine is None:
+            self.notify(ENGINE_STARTING, severity="warning")
+            return False
         if self.running:
             self.notify("A query is running; press Esc to cancel it first.", severity="warning")
             return False
@@ -247,6 +261,19 @@ class QueryPane(Vertical):
 
     async def show_event(self, event: EngineEvent) -> None:
         """Show one engine event about the pane's query (others are ignored)."""
+        from nemo_tui.events import (
+            Cancelled,
+            Done,
+            Evicting,
+            Failed,
+            Fallback,
+            Loading,
+            Notice,
+            PromptOptimized,
+            Queued,
+            Recommended,
+        )
+
         if self._handle is None or event.query_id != self._handle.query.id:
             return
         activity = self.query_one("#query-activity", InfoLine)
@@ -325,6 +352,10 @@ class QueryPane(Vertical):
         if query is None:
             self._plan = None
             line.update("")
+            return
+        if self._engine is None:
+            self._plan = None
+            line.update(STARTING)
             return
         try:
             self._plan = self._engine.plan_query(query)

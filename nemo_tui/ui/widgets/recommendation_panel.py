@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.markup import escape
 from textual.widgets import Static
 
-from nemo_tui.core.recommender import Recommendation
 from nemo_tui.units import format_count, format_mb
+
+if TYPE_CHECKING:
+    from nemo_tui.core.recommender import Recommendation
 
 
 def describe_change(old: Recommendation, new: Recommendation) -> str:
@@ -32,7 +36,8 @@ class RecommendationPanel(Static):
         """Titles that say how to act on the panel."""
         self.border_title = "Recommended model"
         self.border_subtitle = "f3 use it · f4 preload"
-        self.update("[dim]waiting for the first memory sample…[/]")
+        # The pick needs the engine's first probe of the backends.
+        self.update("[dim]starting the engine…[/]")
 
     def show(self, rec: Recommendation) -> None:
         """Draw a recommendation."""

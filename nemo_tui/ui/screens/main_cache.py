@@ -1,0 +1,72 @@
+"""The main screen's cache keys: preload (f4), unload (f8) and clear (f9), and their worker."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.screen import Screen
+
+from nemo_tui.ui.messages import CachedModelsChanged
+from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
+from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING, QueryPane
+
+if TYPE_CHECKING:
+    from nemo_tui.core.recommender import Recommendation
+    from nemo_tui.engine import CacheActionResult, Engine
+
+
+class CacheActions(Screen[None]):
+    """The cache actions, mixed into `MainScreen`, which sets the two attributes below.
+
+    Each action runs in a worker that reports its outcome as a notification, then posts
+    `CachedModelsChanged` so the panels are redrawn.
+    """
+
+    _engine: Engine | None
+    """The engine; None while it is being built."""
+    _recommendation: Recommendation | None
+    """The model the recommendation panel shows, if any yet."""
+
+    def action_preload(self) -> None:
+        """Preload the model picked in the query pane, else the recommended one."""
+        model = self.query_one(QueryPane).model_override
+        if model is None and self._recommendation is not None:
+            model = self._recommendation.model
+        if model is None:
+            self.notify("No model to preload yet.", severity="warning")
+            return
+        self.notify(f"Preloading {model}…", title="Cache")
+        self._cache_action("preload", model)
+
+    def action_unload(self) -> None:
+        """Unload the model under the cached-models cursor."""
+        model = self.query_one(CachedModelsPanel).selected
+        if model is None:
+            self.notify("No model is loaded.", title="Cache")
+            return
+        self._cache_action("unload", model)
+
+    def action_clear_cache(self) -> None:
+        """Unload every cached model."""
+        self._cache_action("clear", None)
+
+    @work(group="cache", exit_on_error=False)
+    async def _cache_action(self, what: str, model: str | None) -> None:
+        engine = self._engine
+        if engine is None:
+            self.notify(ENGINE_STARTING, title="Cache", severity="warning")
+            return
+        result: CacheActionResult
+        if what == "preload" and model is not None:
+            result = await engine.preload(model)
+        elif what == "unload" and model is not None:
+            result = await engine.unload(model)
+        else:
+            result = await engine.clear_cache()
+        self.notify(
+            result.message,
+            title="Cache",
+            severity="information" if result.ok else "warning",
+        )
+        self.post_message(CachedModelsChanged())

@@ -1,0 +1,84 @@
+"""The main screen's keys around the question and its answer: data file, cuts, copy, save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.screen import Screen
+
+from nemo_tui.ui.screens.path_prompt import PathPrompt
+from nemo_tui.ui.screens.prompt_review import PromptReview
+from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING, QueryPane
+
+
+class QueryActions(Screen[None]):
+    """The question and answer actions, mixed into `MainScreen`.
+
+    They act on the query pane only, through dialogs of their own.
+    """
+
+    def action_attach(self) -> None:
+        """Ask for a data file to attach (empty detaches it)."""
+        pane = self.query_one(QueryPane)
+
+        def attached(path: str | None) -> None:
+            if path is not None:
+                pane.attach(Path(path) if path else None)
+
+        current = str(pane.data_file) if pane.data_file else ""
+        self.app.push_screen(
+            PathPrompt(
+                "Attach a data file",
+                "A CSV, TSV or JSON-lines file to summarize into the prompt. Empty detaches.",
+                value=current,
+                must_exist=True,
+                allow_empty=True,
+            ),
+            attached,
+        )
+
+    def action_review_prompt(self) -> None:
+        """Show what the optimizer cut from the typed question."""
+        pane = self.query_one(QueryPane)
+        if not pane.ready:
+            self.notify(ENGINE_STARTING, severity="warning")
+            return
+        pane.refresh_plan()
+        if pane.plan is None:
+            self.notify("Type a question first.", severity="warning")
+            return
+        self.app.push_screen(PromptReview(pane.plan))
+
+    def action_copy_answer(self) -> None:
+        """Copy the answer to the terminal's clipboard (OSC 52, works over SSH)."""
+        answer = self.query_one(QueryPane).answer
+        if not answer:
+            self.notify("There is no answer to copy yet.", severity="warning")
+            return
+        self.app.copy_to_clipboard(answer)
+        self.notify(
+            f"Copied {len(answer):,} characters. If nothing arrives, your terminal may block"
+            " clipboard writes (OSC 52); save the answer with ctrl+o instead."
+        )
+
+    def action_save_answer(self) -> None:
+        """Ask for a file name and write the answer there."""
+        answer = self.query_one(QueryPane).answer
+        if not answer:
+            self.notify("There is no answer to save yet.", severity="warning")
+            return
+
+        def save(path: str | None) -> None:
+            if not path:
+                return
+            try:
+                Path(path).write_text(answer, encoding="utf-8")
+            except OSError as exc:
+                self.notify(f"Cannot write {path}: {exc.strerror}", severity="error")
+                return
+            self.notify(f"Saved the answer to {path}.")
+
+        self.app.push_screen(
+            PathPrompt("Save the answer", "The answer is saved as Markdown.", value="answer.md"),
+            save,
+        )

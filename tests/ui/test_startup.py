@@ -1,0 +1,118 @@
+"""Start-up: the dashboard draws and takes keys before its engine exists, then picks it up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from textual.widgets import DataTable, Static
+
+from nemo_tui.config import Config
+from nemo_tui.engine import Engine
+from nemo_tui.errors import NemoError
+from nemo_tui.ui.app import create_app
+from nemo_tui.ui.screens.help import HelpScreen
+from nemo_tui.ui.screens.main import MainScreen
+from nemo_tui.ui.screens.path_prompt import PathPrompt
+from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING
+from nemo_tui.ui.widgets.recommendation_panel import RecommendationPanel
+from tests.ui.support import make_rig, settle, started
+
+REPO = Path(__file__).resolve().parents[2]
+
+EVERY_KEY_WITHOUT_A_DIALOG = (
+    "ctrl+s",
+    "escape",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "f6",
+    "f6",
+    "f7",
+    "f7",
+    "f8",
+    "f9",
+    "ctrl+r",
+    "ctrl+f",
+    "ctrl+g",
+    "ctrl+o",
+)
+
+
+async def test_every_key_works_or_says_why_while_the_engine_is_built(tmp_path: Path) -> None:
+    gate = threading.Event()
+    rig = make_rig(tmp_path, gate=gate)
+    app = rig.app
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, MainScreen)
+            assert app.engine is None
+            assert "starting" in str(screen.sub_title)
+            panel = screen.query_one(RecommendationPanel)
+            assert "starting the engine" in str(panel.render())
+            assert str(screen.query_one(DataTable).get_row_at(0)[0]) == "starting…"
+
+            await pilot.press(*"How big is a KV cache?")
+            for key in EVERY_KEY_WITHOUT_A_DIALOG:
+                await pilot.press(key)
+            assert isinstance(app.screen, MainScreen)
+            assert "starting the engine" in str(screen.query_one("#query-plan", Static).render())
+            starting = [note for note in rig.notes if note.endswith(ENGINE_STARTING)]
+            # ctrl+s, f2, f5, f9 (a cache action) and ctrl+r each say so; none of them fails.
+            assert len(starting) == 5
+            assert f"Cache: {ENGINE_STARTING}" in starting
+
+            await pilot.press("f1")
+            await settle(pilot, lambda: isinstance(app.screen, HelpScreen))
+            await pilot.press("escape")
+            await pilot.press("ctrl+t")
+            await settle(pilot, lambda: isinstance(app.screen, PathPrompt))
+            await pilot.press("escape")
+            await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+
+            screen.toggle_setting("optimization.context_truncation")
+            assert "context_truncation: false" in rig.config_path.read_text()
+
+            gate.set()
+            await started(pilot)
+            assert app.engine is rig.engine
+            assert rig.engine.config.optimization.context_truncation is False
+            await settle(pilot, lambda: "tinyllama" in str(panel.render()))
+    finally:
+        gate.set()
+
+
+async def test_an_engine_that_cannot_be_built_ends_the_app_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    def broken() -> Engine:
+        raise NemoError("no backend is configured", title="No backends", fix="enable one")
+
+    app = create_app(Config(), broken, config_path=tmp_path / "config.yaml")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 1
+
+
+def test_the_first_frame_does_not_wait_for_the_engine_or_httpx() -> None:
+    probe = (
+        "import sys, nemo_tui.cli.dashboard, nemo_tui.ui.app;"
+        "print(sorted(m for m in ('nemo_tui.engine', 'httpx') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_engine_loads_the_http_backends_only_when_it_builds_them() -> None:
+    probe = "import sys, nemo_tui.engine; print('httpx' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
