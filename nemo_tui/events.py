@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nemo_tui.backends.base import BackendHealth
-from nemo_tui.core.complexity import Complexity, ComplexityAssessment
-from nemo_tui.core.memory import PressureChange
-from nemo_tui.core.optimizer import OptimizedPrompt
-from nemo_tui.core.recommender import Recommendation
-from nemo_tui.errors import NemoError
+if TYPE_CHECKING:
+    # Annotations only: importing the events (the dashboard does on its first frame) then
+    # costs nothing of the optimizer, recommender or backends.
+    from pathlib import Path
+
+    from nemo_tui.backends.base import BackendHealth
+    from nemo_tui.core.complexity import Complexity, ComplexityAssessment
+    from nemo_tui.core.memory import PressureChange
+    from nemo_tui.core.optimizer import OptimizedPrompt
+    from nemo_tui.core.recommender import Recommendation
+    from nemo_tui.errors import NemoError
 
 _query_ids = itertools.count(1)
 

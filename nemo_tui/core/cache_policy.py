@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
+from nemo_tui.core.catalog import model_key
 from nemo_tui.core.memory import MemoryProfile, PressureLevel
 from nemo_tui.units import format_mb, format_pct
 
@@ -29,18 +30,6 @@ MAX_RESIDENT = 3
 """Most models kept loaded together; `plan_room` unloads the least recently used beyond it."""
 MAX_RESIDENT_UNDER_PRESSURE = 1
 """Under elevated pressure, how many models besides the one in use stay loaded."""
-
-
-def model_key(name: str) -> str:
-    """The name under which a model is matched: `x` and `x:latest` are the same model.
-
-    Args:
-        name: A model name as a backend or the user writes it.
-
-    Returns:
-        The name without a trailing `:latest`.
-    """
-    return name.removesuffix(":latest")
 
 
 @dataclass(frozen=True)

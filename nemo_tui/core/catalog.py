@@ -29,6 +29,7 @@ from nemo_tui.core.metadata import architecture_from_gguf, architecture_from_oll
 from nemo_tui.errors import NemoError, UsageError
 
 __all__ = [
+    "model_key",
     "BITS_PER_WEIGHT",
     "Catalog",
     "KvCacheType",
@@ -207,8 +208,8 @@ def _capped(arch: ModelArchitecture, window: int | None) -> ModelArchitecture:
     return replace(arch, context_length=window)
 
 
-def _key(name: str) -> str:
-    """Ollama treats `name` and `name:latest` as one model."""
+def model_key(name: str) -> str:
+    """The name a model is matched by: Ollama treats `name` and `name:latest` as one model."""
     return name.removesuffix(":latest")
 
 
@@ -222,11 +223,11 @@ class Catalog:
     def __init__(self, models: Iterable[ModelSpec]) -> None:
         self._models: dict[str, ModelSpec] = {}
         for spec in models:
-            self._models[_key(spec.name)] = spec
+            self._models[model_key(spec.name)] = spec
 
     def get(self, name: str) -> ModelSpec | None:
         """The model called `name` (`name:latest` and `name` match each other), or None."""
-        return self._models.get(_key(name))
+        return self._models.get(model_key(name))
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._models.values())

@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from nemo_tui.config import Config
-from nemo_tui.core.catalog import Catalog, MemoryEstimate, ModelSpec, Tier
+from nemo_tui.core.catalog import Catalog, MemoryEstimate, ModelSpec, Tier, model_key
 from nemo_tui.core.complexity import Complexity
 from nemo_tui.core.memory import MemoryProfile
 from nemo_tui.units import format_count, format_mb
@@ -367,7 +367,7 @@ def batch_for(spec: ModelSpec, num_ctx: int, profile: MemoryProfile, config: Con
 def _is_installed(name: str, installed: Collection[str]) -> bool:
     if name in installed:
         return True
-    base = name.removesuffix(":latest")
+    base = model_key(name)
     return base in installed or f"{base}:latest" in installed
 
 

@@ -11,11 +11,11 @@ from nemo_tui.core.cache_policy import (
     CachedModel,
     CacheTracker,
     UsageRecord,
-    model_key,
     plan_pressure_relief,
     plan_room,
     predictive_choice,
 )
+from nemo_tui.core.catalog import model_key
 from nemo_tui.core.memory import MemoryProfile, PressureLevel, SimulatedSampler
 
 GB = 1024.0
