@@ -10,8 +10,11 @@ from textual.binding import Binding, BindingType
 
 MAIN_BINDINGS: list[BindingType] = [
     Binding("f1,question_mark", "app.help", "Help", tooltip="Show every key binding"),
+    # Not a priority binding: a priority key jumps ahead of characters still queued for the
+    # question box, so "type then ctrl+s" in one burst (a paste, a fast typist) sent nothing.
+    # The TextArea has no ctrl+s of its own, so the key reaches the screen after the text.
+    Binding("ctrl+s", "send", "Send", tooltip="Send the question"),
     # The rest are priority bindings: the question box (a TextArea) must not swallow them.
-    Binding("ctrl+s", "send", "Send", priority=True, tooltip="Send the question"),
     Binding("escape", "cancel", "Cancel", priority=True, tooltip="Cancel the running query"),
     Binding(
         "f2",
