@@ -23,7 +23,8 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from nemo_tui import paths
 from nemo_tui.config import Config
 from nemo_tui.config_writer import get_setting
-from nemo_tui.errors import ConfigError, NemoError
+from nemo_tui.errors import ConfigError
+from nemo_tui.ui.failures import failure_text
 from nemo_tui.ui.messages import EngineBuilt
 from nemo_tui.ui.screens.help import HelpScreen, KeyHelp, key_help
 from nemo_tui.ui.screens.main import MainScreen
@@ -148,11 +149,9 @@ class NemoApp(App[None]):
         worker = event.worker
         if worker.group != "engine-build" or event.state is not WorkerState.ERROR:
             return
-        error = worker.error
-        reason = (
-            f"{error.title}: {error.one_line()}" if isinstance(error, NemoError) else repr(error)
+        self.exit(
+            return_code=1, message=f"nemo-tui: the engine did not start: {failure_text(worker)}"
         )
-        self.exit(return_code=1, message=f"nemo-tui: the engine did not start: {reason}")
 
     def _remember_theme(self, theme: Theme) -> None:
         if theme.name == self._startup_theme and not self._theme_from_cli:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nemo_tui.backends.base import GenerationOptions
 from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
+from tests.fakes import ScriptedBackend
 from tests.ui.support import FixedSampler, make_rig, profile, settle, started
 
 
@@ -63,3 +65,24 @@ async def test_an_eviction_during_a_query_is_explained(tmp_path: Path) -> None:
         await settle(pilot, lambda: any(n.startswith("Cache: Unloaded") for n in rig.notes))
         assert not pane.running  # type: ignore[attr-defined]
         assert not rig.app.screen.query_one(CachedModelsPanel).models
+
+
+class BrokenPreloadBackend(ScriptedBackend):
+    """A server whose preload fails in a way no error class foresaw."""
+
+    async def preload(self, model: str, options: GenerationOptions) -> None:
+        raise RuntimeError("the disk vanished")
+
+
+async def test_an_unexpected_failure_in_a_cache_action_is_shown_and_the_app_survives(
+    tmp_path: Path,
+) -> None:
+    backend = BrokenPreloadBackend(name="ollama", models=("tinyllama", "phi3:mini"))
+    rig = make_rig(tmp_path, backend=backend)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("f4")
+        await settle(pilot, lambda: any("the disk vanished" in n for n in rig.notes))
+        note = next(n for n in rig.notes if "the disk vanished" in n)
+        assert note.startswith("Cache action failed: RuntimeError")
+        assert rig.app.is_running

@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerState
 
 from nemo_tui.backends.base import BackendHealth
 from nemo_tui.config_writer import get_setting
@@ -24,6 +25,7 @@ from nemo_tui.core.complexity import Complexity
 from nemo_tui.core.memory import MemoryProfile, PressureLevel, PressureWatcher
 from nemo_tui.core.troubleshooting import Action, diagnose
 from nemo_tui.errors import ConfigError
+from nemo_tui.ui.failures import failure_text, failure_title
 from nemo_tui.ui.messages import (
     CachedModelsChanged,
     EngineEventArrived,
@@ -131,13 +133,31 @@ class MainScreen(CacheActions, QueryActions):
 
     # Workers: they only post messages.
 
-    @work(thread=True, exclusive=True, group="memory", exit_on_error=False)
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """Every worker of this screen fails loudly: the app keeps running and says what broke."""
+        if event.state is WorkerState.ERROR:
+            worker = event.worker
+            self.notify(failure_text(worker), title=failure_title(worker), severity="error")
+
+    @work(
+        thread=True,
+        exclusive=True,
+        group="memory",
+        exit_on_error=False,
+        description="Sampling memory",
+    )
     def sample_memory(self) -> None:
         """Take one memory sample off the event loop and post it."""
         if self._engine is not None:
             self.post_message(MemorySampled(self._engine.sample()))
 
-    @work(exclusive=True, group="engine-events", exit_on_error=False)
+    @work(
+        exclusive=True,
+        group="engine-events",
+        exit_on_error=False,
+        description="Reading engine events",
+    )
     async def _relay_events(self) -> None:
         # The events module (and the core modules it carries) is imported here, once the
         # engine exists, rather than with this module: the first frame does not need it.
@@ -153,12 +173,22 @@ class MainScreen(CacheActions, QueryActions):
             else:
                 self.post_message(EngineEventArrived(event))
 
-    @work(exclusive=True, group="engine-start", exit_on_error=False)
+    @work(
+        exclusive=True,
+        group="engine-start",
+        exit_on_error=False,
+        description="Starting the engine",
+    )
     async def _start_engine(self, engine: Engine) -> None:
         healths = await engine.start()
         self.post_message(EngineStarted(healths))
 
-    @work(exclusive=True, group="backends", exit_on_error=False)
+    @work(
+        exclusive=True,
+        group="backends",
+        exit_on_error=False,
+        description="Refreshing the models",
+    )
     async def _refresh_models(self, engine: Engine) -> None:
         await engine.refresh()
         self.post_message(CachedModelsChanged())

@@ -51,7 +51,7 @@ class CacheActions(Screen[None]):
         """Unload every cached model."""
         self._cache_action("clear", None)
 
-    @work(group="cache", exit_on_error=False)
+    @work(group="cache", exit_on_error=False, description="Cache action")
     async def _cache_action(self, what: str, model: str | None) -> None:
         engine = self._engine
         if engine is None:
