@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from nemo_tui.core.memory import SimulatedSampler, SystemSampler
-from nemo_tui.core.memory_probes import CgroupProbe, read_meminfo, read_psi
+from nemo_tui.core.memory_probes import CgroupProbe, RssProbe, read_meminfo, read_psi
 
 GIB = 1024**3
 
@@ -94,7 +94,8 @@ def main() -> None:
             "PSI: read_psi": lambda: read_psi("/proc/pressure/memory"),
             "cgroup: this machine": lambda: this_host.read(1e9),
             "cgroup: 3 levels, 2 limits (fake tree)": lambda: fake_tree.read(1e9),
-            "RSS: psutil.Process().memory_info()": process.memory_info,
+            "RSS: RssProbe, /proc/self/statm (used)": RssProbe().read_mb,
+            "RSS: psutil.Process().memory_info() (not used on Linux)": process.memory_info,
             "SimulatedSampler().sample()": simulated.sample,
         }
         timings = measure(probes, runs)

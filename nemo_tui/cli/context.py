@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import difflib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nemo_tui.config import Config, load_config
-from nemo_tui.core.catalog import Catalog, ModelSpec, build_catalog
 from nemo_tui.core.memory import MemorySampler, SimulatedSampler, SystemSampler, parse_simulation
 from nemo_tui.errors import UsageError
 from nemo_tui.units import parse_size_mb
+
+if TYPE_CHECKING:
+    from nemo_tui.core.catalog import Catalog, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,14 @@ class CommandContext:
     config: Config
     config_path: Path | None
     sampler: MemorySampler
-    catalog: Catalog
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The model catalog from the config, built on first use (the dashboard's first frame
+        does without it)."""
+        from nemo_tui.core.catalog import build_catalog
+
+        return build_catalog(self.config)
 
 
 def make_sampler(simulate_memory: str | None, simulate_gpu: str | None) -> MemorySampler:
@@ -51,7 +62,7 @@ def make_context(args: argparse.Namespace) -> CommandContext:
     """
     loaded = load_config(args.config)
     sampler = make_sampler(args.simulate_memory, args.simulate_gpu)
-    return CommandContext(loaded.config, loaded.path, sampler, build_catalog(loaded.config))
+    return CommandContext(loaded.config, loaded.path, sampler)
 
 
 def data_file(text: str | None) -> Path | None:

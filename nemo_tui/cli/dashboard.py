@@ -7,31 +7,48 @@ engine is imported later still, by the app, after its first frame.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
 from nemo_tui.cli.context import CommandContext, make_context
+from nemo_tui.ui.collector import Pause, pause_collection, resume_collection
 
 if TYPE_CHECKING:
     from nemo_tui.engine import Engine
 
 
-def run_dashboard(args: argparse.Namespace) -> int:
+def run_dashboard(
+    args: argparse.Namespace, build_engine: Callable[[CommandContext], Engine] | None = None
+) -> int:
     """Run the dashboard until the user quits; it builds the engine from the config itself.
 
     `--theme NAME` is used now and remembered in the config file's `ui.theme`.
+
+    Args:
+        args: The parsed command line.
+        build_engine: Builds the engine from the context; `engine_for` unless a caller (the
+            start-up benchmark) brings its own backends.
 
     Raises:
         ConfigError: the config file is missing or invalid.
         UsageError: a `--simulate-*` size cannot be parsed.
     """
-    from nemo_tui.ui.app import create_app
+    pause_collection(Pause.START_UP)
+    try:
+        ctx = make_context(args)
+        from nemo_tui.ui.app import create_app
 
-    ctx = make_context(args)
-    app = create_app(
-        ctx.config, partial(engine_for, ctx), config_path=ctx.config_path, theme=args.theme
-    )
-    app.run()
+        app = create_app(
+            ctx.config,
+            partial(build_engine or engine_for, ctx),
+            sampler=ctx.sampler,
+            config_path=ctx.config_path,
+            theme=args.theme,
+        )
+        app.run()
+    finally:
+        resume_collection(Pause.START_UP)
     return app.return_code or 0
 
 

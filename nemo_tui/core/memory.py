@@ -22,13 +22,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-import psutil
-
 # GpuMemory is re-exported (below): it is part of every MemoryProfile, so callers import it here.
-from nemo_tui.core.memory_probes import CgroupProbe, NvmlProbe, read_host_memory, read_psi
+from nemo_tui.core.memory_probes import (
+    CgroupProbe,
+    NvmlProbe,
+    RssProbe,
+    read_host_memory,
+    read_psi,
+)
 from nemo_tui.core.memory_probes import GpuMemory as GpuMemory
 from nemo_tui.errors import UsageError
-from nemo_tui.units import bytes_to_mb, format_mb, parse_size_mb
+from nemo_tui.units import format_mb, parse_size_mb
 
 CRITICAL_USAGE = 0.90
 """Usage share above which pressure is critical whatever the configured threshold."""
@@ -195,7 +199,7 @@ class SystemSampler:
         self._psi = str(proc_root / "pressure" / "memory")
         self._cgroup = CgroupProbe(proc_root=proc_root, cgroup_root=cgroup_root)
         self._gpu = NvmlProbe() if use_gpu else None
-        self._process = psutil.Process()
+        self._rss = RssProbe(proc_root)
 
     def sample(self) -> MemoryProfile:
         """Take one snapshot of this machine.
@@ -219,7 +223,7 @@ class SystemSampler:
             percent=_usage(total, available) * 100,
             swap_total_mb=host.swap_total_mb,
             swap_used_mb=host.swap_used_mb,
-            process_rss_mb=bytes_to_mb(self._process.memory_info().rss),
+            process_rss_mb=self._rss.read_mb(),
             page_cache_mb=host.page_cache_mb,
             psi_some_avg10=some,
             psi_full_avg10=full,
@@ -263,7 +267,7 @@ class SimulatedSampler:
         self._gpus: tuple[GpuMemory, ...] = ()
         if gpu_vram_mb is not None:
             self._gpus = (GpuMemory(0, "Simulated GPU", float(gpu_vram_mb), 0.0),)
-        self._process = psutil.Process()
+        self._rss = RssProbe()
 
     def sample(self) -> MemoryProfile:
         """Take one snapshot of the simulated machine, marked `simulated`."""
@@ -274,7 +278,7 @@ class SimulatedSampler:
             percent=_usage(self._total, self._available) * 100,
             swap_total_mb=0.0,
             swap_used_mb=0.0,
-            process_rss_mb=bytes_to_mb(self._process.memory_info().rss),
+            process_rss_mb=self._rss.read_mb(),
             page_cache_mb=0.0,
             psi_some_avg10=None,
             psi_full_avg10=None,

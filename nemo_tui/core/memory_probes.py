@@ -4,22 +4,22 @@ This module owns the readers behind `SystemSampler` (in `nemo_tui.core.memory`) 
 each one returns:
 
 - host memory from `/proc/meminfo` (psutil on systems without it),
+- this process's resident memory from `/proc/self/statm` (psutil on systems without it),
 - Linux PSI memory pressure from `/proc/pressure/memory`,
 - the cgroup v2 memory limit of this process's container or slice,
 - per-GPU VRAM from NVML when the optional `nvidia-ml-py` is installed.
 
 Each probe reads a handful of small files and never starts a subprocess (see
 bench/bench_memory.py). A missing or unreadable source never raises: the probe falls back
-(psutil for host memory) or reports nothing (None, or no GPUs).
+(psutil, imported only then) or reports nothing (None, or no GPUs).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-
-import psutil
 
 from nemo_tui.units import bytes_to_mb
 
@@ -110,6 +110,8 @@ def read_meminfo(path: str) -> HostMemory | None:
 
 
 def _psutil_host() -> HostMemory:
+    import psutil
+
     virtual = psutil.virtual_memory()
     swap = psutil.swap_memory()
     # Only some platforms report cached/buffers (macOS does not).
@@ -133,6 +135,36 @@ def read_host_memory(meminfo_path: str) -> HostMemory:
         The figures; psutil's when the file is missing or incomplete (macOS, Windows).
     """
     return read_meminfo(meminfo_path) or _psutil_host()
+
+
+class RssProbe:
+    """The resident memory of this process.
+
+    On Linux one small read of `statm`; psutil (imported only then) where that file is
+    missing. Both give the same figure: psutil reads the same file.
+
+    Args:
+        proc_root: Where `/proc` is.
+    """
+
+    def __init__(self, proc_root: Path = Path("/proc")) -> None:
+        self._statm = str(proc_root / "self" / "statm")
+        self._page_bytes = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self._process: Any = None
+        """psutil's handle on this process, made on the first read that needs it."""
+
+    def read_mb(self) -> float:
+        """This process's RSS in MB."""
+        try:
+            with open(self._statm, "rb") as statm:
+                resident_pages = int(statm.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            if self._process is None:
+                import psutil
+
+                self._process = psutil.Process()
+            return bytes_to_mb(self._process.memory_info().rss)
+        return bytes_to_mb(resident_pages * self._page_bytes)
 
 
 def read_psi(path: str) -> tuple[float | None, float | None]:

@@ -4,6 +4,7 @@
 engine factory rather than an engine, the app draws its first frame before the engine exists:
 the factory (importing the engine and building the backends takes a noticeable part of a
 second) runs in a thread worker once the screen is up, and the panels say "starting" until then.
+Given the memory sampler as well, the gauges are live from the first frame.
 """
 
 from __future__ import annotations
@@ -24,21 +25,26 @@ from nemo_tui import paths
 from nemo_tui.config import Config
 from nemo_tui.config_writer import get_setting
 from nemo_tui.errors import ConfigError
+from nemo_tui.ui.collector import Pause, resume_collection
 from nemo_tui.ui.failures import failure_text
+from nemo_tui.ui.key_help import KeyHelp, key_help
 from nemo_tui.ui.messages import EngineBuilt
-from nemo_tui.ui.screens.help import HelpScreen, KeyHelp, key_help
 from nemo_tui.ui.screens.main import MainScreen
-from nemo_tui.ui.screens.stats import StatsScreen
 from nemo_tui.ui.settings_store import SettingsStore
 from nemo_tui.ui.themes import DEFAULT_THEME, GAUGE_VARIABLES, LAST_RESORT_THEME, load_themes
 from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING
 from nemo_tui.ui.widgets.settings_panel import SETTINGS, SettingsPanel
 
 if TYPE_CHECKING:
+    from nemo_tui.core.memory import MemorySampler
     from nemo_tui.engine import Engine
 
 EngineFactory: TypeAlias = Callable[[], "Engine"]
 """Builds the engine (not started); called once, in a thread, after the first frame."""
+
+COLLECTION_PAUSE_LIMIT_S = 10.0
+"""However start-up goes (a backend slow to answer, an engine that fails to start), garbage
+collection is paused no longer than this."""
 
 KEY_NAMES = {"question_mark": "?", "escape": "esc"}
 """How some keys are written in the help screen."""
@@ -51,6 +57,8 @@ class NemoApp(App[None]):
         config: The validated config.
         engine: The engine (not started; the app starts and closes it), or a factory that
             builds it, which the app calls in a thread once its first frame is drawn.
+        sampler: Where the gauges read memory before the engine exists; None means they
+            wait for the engine and use its sampler.
         config_path: The file settings are saved to; None means the platform default.
         theme: A theme name from `--theme`, which wins over the config and is remembered.
         theme_dirs: Folders to load themes from; None means the bundled and the user's.
@@ -68,6 +76,7 @@ class NemoApp(App[None]):
         config: Config,
         engine: Engine | EngineFactory,
         *,
+        sampler: MemorySampler | None = None,
         config_path: Path | None = None,
         theme: str | None = None,
         theme_dirs: Sequence[Path] | None = None,
@@ -78,7 +87,7 @@ class NemoApp(App[None]):
         self.engine: Engine | None = None if callable(engine) else engine
         """The engine; None until the factory has built it."""
         self.settings = SettingsStore(config, self.engine, config_path)
-        self._main = MainScreen(self.engine, self.settings)
+        self._main = MainScreen(self.engine, self.settings, sampler)
         folders = theme_dirs or (paths.bundled_themes_dir(), paths.user_themes_dir())
         found = load_themes(folders)
         for nemo_theme in found.themes:
@@ -111,6 +120,7 @@ class NemoApp(App[None]):
 
     def on_mount(self) -> None:
         """Report skipped themes, remember theme changes, build the engine after a frame."""
+        self.set_timer(COLLECTION_PAUSE_LIMIT_S, partial(resume_collection, Pause.START_UP))
         for note in self._startup_notes:
             self.notify(note, title="Theme", severity="warning", timeout=10)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
@@ -205,11 +215,15 @@ class NemoApp(App[None]):
 
     def action_help(self) -> None:
         """Show every key binding."""
+        from nemo_tui.ui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.key_help()))
 
     def action_stats(self) -> None:
         """Show the stats screen."""
+        from nemo_tui.ui.screens.stats import StatsScreen
+
         if self.engine is None:
             self.notify(ENGINE_STARTING, severity="warning")
         elif not isinstance(self.screen, StatsScreen):
@@ -228,6 +242,7 @@ def create_app(
     config: Config,
     engine: Engine | EngineFactory,
     *,
+    sampler: MemorySampler | None = None,
     config_path: Path | None = None,
     theme: str | None = None,
     theme_dirs: Sequence[Path] | None = None,
@@ -238,8 +253,16 @@ def create_app(
         config: The validated config.
         engine: The engine, not yet started; or a callable returning it, which the app calls
             in a thread after its first frame so start-up does not wait for the engine.
+        sampler: The memory sampler, so the gauges need not wait for the engine.
         config_path: Where changed settings are saved; None means the platform default file.
         theme: `--theme NAME`: use it now and remember it.
         theme_dirs: Theme folders; None means the bundled ones and the user's.
     """
-    return NemoApp(config, engine, config_path=config_path, theme=theme, theme_dirs=theme_dirs)
+    return NemoApp(
+        config,
+        engine,
+        sampler=sampler,
+        config_path=config_path,
+        theme=theme,
+        theme_dirs=theme_dirs,
+    )

@@ -16,6 +16,7 @@ from textual.pilot import Pilot
 from nemo_tui.backends.base import OutOfMemory
 from nemo_tui.ui.screens.help import HelpScreen
 from nemo_tui.ui.screens.stats import StatsScreen
+from nemo_tui.ui.widgets.memory_history import MemoryHistory
 from nemo_tui.ui.widgets.query_pane import QueryPane
 from tests.fakes import Script
 from tests.ui.support import FixedSampler, Rig, make_rig, profile, settle, started, still_cursor
@@ -31,6 +32,11 @@ def rig_for(tmp_path: Path) -> Rig:
 def ready(rig: Rig) -> Callable[[Pilot[Any]], Awaitable[None]]:
     async def run_before(pilot: Pilot[Any]) -> None:
         await started(pilot)
+        # A second sample (f5 takes one now) starts the history plot.
+        await pilot.press("f5")
+        history = rig.app.screen.query_one(MemoryHistory)
+        await settle(pilot, lambda: len(history.history.samples) >= 2)
+        await pilot.pause()
         still_cursor(rig.app)
 
     return run_before

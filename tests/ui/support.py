@@ -14,7 +14,7 @@ from nemo_tui.config import Config, parse_config
 from nemo_tui.core.memory import GpuMemory, MemoryProfile
 from nemo_tui.engine import Engine
 from nemo_tui.ui.app import NemoApp, create_app
-from nemo_tui.ui.widgets.gauge import Gauge
+from nemo_tui.ui.widgets.memory_panel import MemoryFigures
 from tests.fakes import ScriptedBackend
 
 GB = 1024.0
@@ -95,8 +95,9 @@ def make_rig(
 ) -> Rig:
     """Build the real app around a scripted Ollama-like backend and a fixed machine.
 
-    With `gate`, the app is given an engine factory (as `nemo-tui` does) that hands the engine
-    over only once the gate is set, so a test can use the dashboard before its engine exists.
+    With `gate`, the app is given the sampler and an engine factory (as `nemo-tui` does) that
+    hands the engine over only once the gate is set, so a test can use the dashboard before its
+    engine exists.
     """
     backend = backend or ScriptedBackend(
         name="ollama", models=("tinyllama", "phi3:mini"), sizes_mb={"tinyllama": 700.0}
@@ -109,7 +110,9 @@ def make_rig(
     config = config or Config()
     engine = Engine(config, sampler=sampler, backends=[backend], monitor=False)
     source: Engine | Callable[[], Engine] = engine
+    first_sampler = None
     if gate is not None:
+        first_sampler = sampler
         opened = gate
 
         def build_engine() -> Engine:
@@ -117,7 +120,14 @@ def make_rig(
             return engine
 
         source = build_engine
-    app = create_app(config, source, config_path=config_path, theme=theme, theme_dirs=theme_dirs)
+    app = create_app(
+        config,
+        source,
+        sampler=first_sampler,
+        config_path=config_path,
+        theme=theme,
+        theme_dirs=theme_dirs,
+    )
     notes: list[str] = []
     original = app.notify
 
@@ -146,7 +156,7 @@ async def started(pilot: Pilot[None]) -> None:
     """Wait until the engine answered its first probe and the first sample is drawn."""
     app = pilot.app
     await settle(pilot, lambda: "backends:" in str(app.screen.sub_title))
-    await settle(pilot, lambda: app.screen.query_one("#gauge-ram", Gauge).figures != "")
+    await settle(pilot, lambda: "ram" in app.screen.query_one(MemoryFigures).readings)
 
 
 def still_cursor(app: NemoApp) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nemo_tui.ui.widgets.gauge import Gauge
-from nemo_tui.ui.widgets.memory_panel import MemoryPanel
+from nemo_tui.ui.widgets.history_plot import HistoryPlot
+from nemo_tui.ui.widgets.memory_history import MemoryHistory
+from nemo_tui.ui.widgets.memory_panel import MemoryFigures, MemoryPanel
 from tests.ui.support import FixedSampler, make_rig, profile, settle, started
 
 
@@ -13,31 +14,34 @@ async def test_gauges_follow_the_samples(tmp_path: Path) -> None:
     rig = make_rig(tmp_path, sampler=FixedSampler(profile(16, 12)))
     async with rig.app.run_test(size=(120, 40)) as pilot:
         await started(pilot)
-        ram = rig.app.screen.query_one("#gauge-ram", Gauge)
-        assert ram.figures == "4.0 GB / 16.0 GB"
-        assert ram.fraction == 0.25
+        figures = rig.app.screen.query_one(MemoryFigures)
+        assert figures.readings["ram"].figures == "4.0 GB / 16.0 GB"
+        assert figures.readings["ram"].fraction == 0.25
+        assert "4.0 GB / 16.0 GB" in str(figures.render())
         rig.sampler.set_available(6)
         await pilot.press("f5")
-        await settle(pilot, lambda: ram.figures == "10.0 GB / 16.0 GB")
-        assert ram.fraction == 10 / 16
+        await settle(pilot, lambda: figures.readings["ram"].figures == "10.0 GB / 16.0 GB")
+        assert figures.readings["ram"].fraction == 10 / 16
+        assert "10.0 GB / 16.0 GB" in str(figures.render())
 
 
 async def test_pressure_change_is_announced_and_colours_the_gauge(tmp_path: Path) -> None:
     rig = make_rig(tmp_path, sampler=FixedSampler(profile(16, 12)))
     async with rig.app.run_test(size=(120, 40)) as pilot:
         await started(pilot)
-        ram = rig.app.screen.query_one("#gauge-ram", Gauge)
-        assert ram.level == "ok"
+        figures = rig.app.screen.query_one(MemoryFigures)
+        assert figures.readings["ram"].level == "ok"
         rig.sampler.set_available(3)  # 81 % used: above the 75 % threshold
         await pilot.press("f5")
-        await settle(pilot, lambda: ram.level == "warn")
+        await settle(pilot, lambda: figures.readings["ram"].level == "warn")
         assert any("Memory pressure is now elevated" in note for note in rig.notes)
-        assert ram.has_class("-warn")
-        pressure = str(rig.app.screen.query_one("#memory-pressure").render())
-        assert "ELEVATED" in pressure
+        assert "ELEVATED" in figures.pressure.plain
+        assert "bold $gauge-warn" in {str(span.style) for span in figures.pressure.spans}
+        warn_bar = figures.get_visual_style("gauge--warn")
+        assert any(span.style == warn_bar for span in figures.render().spans)
         rig.sampler.set_available(1)  # 94 %: critical
         await pilot.press("f5")
-        await settle(pilot, lambda: ram.level == "crit")
+        await settle(pilot, lambda: figures.readings["ram"].level == "crit")
         assert any("Memory pressure is now critical" in note for note in rig.notes)
 
 
@@ -45,11 +49,12 @@ async def test_the_panel_names_where_each_figure_comes_from(tmp_path: Path) -> N
     rig = make_rig(tmp_path, sampler=FixedSampler(profile(16, 12, gpu_gb=8)))
     async with rig.app.run_test(size=(120, 40)) as pilot:
         await started(pilot)
-        panel = rig.app.screen.query_one(MemoryPanel)
-        labels = [gauge.label for gauge in panel.query(Gauge)]
+        figures = rig.app.screen.query_one(MemoryFigures)
+        labels = [reading.label for reading in figures.readings.values()]
         assert labels[:2] == ["RAM (OS)", "Swap (OS)"]
         assert "GPU0 (NVML)" in labels
-        parts = str(panel.query_one("#memory-parts").render())
+        assert "GPU0 (NVML)" in str(figures.render())
+        parts = figures.parts.plain
         assert "page cache 3.0 GB (OS)" in parts
         assert "nemo-tui 80 MB (RSS)" in parts
         assert "(server)" in parts
@@ -68,8 +73,27 @@ async def test_resident_models_count_in_the_models_gauge(tmp_path: Path) -> None
     rig = make_rig(tmp_path)
     async with rig.app.run_test(size=(120, 40)) as pilot:
         await started(pilot)
-        models = rig.app.screen.query_one("#gauge-models", Gauge)
-        assert models.figures == "0 MB, 0 models"
+        figures = rig.app.screen.query_one(MemoryFigures)
+        assert figures.readings["models"].figures == "0 MB, 0 models"
         await pilot.press("f4")  # preload the recommended model
-        await settle(pilot, lambda: "1 model" in models.figures)
-        assert models.label == "Models (ollama)"
+        await settle(pilot, lambda: "1 model" in figures.readings["models"].figures)
+        assert figures.readings["models"].label == "Models (ollama)"
+
+
+async def test_the_history_plot_starts_with_the_second_sample(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        history = rig.app.screen.query_one(MemoryHistory)
+        legend = str(history.render())
+        assert "RAM used · ─ pressure 75% · ─ cache limit 80%" in legend
+        if len(history.history.samples) < 2:
+            assert "collecting memory samples" in legend
+            assert not history.query(HistoryPlot)
+        await pilot.press("f5")
+        await settle(pilot, lambda: bool(history.query(HistoryPlot)))
+        await pilot.pause()
+        plot = str(history.query_one(HistoryPlot).render())
+        assert "100%" in plot
+        assert "now" in plot
+        assert "collecting" not in str(history.render())

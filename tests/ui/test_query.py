@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Select
+from textual.widgets import OptionList
 
 from nemo_tui.backends.base import OutOfMemory
+from nemo_tui.ui.screens.model_menu import ModelMenu
+from nemo_tui.ui.widgets.model_picker import ModelPicker
 from nemo_tui.ui.widgets.query_pane import QueryPane
 from tests.fakes import Script
 from tests.ui.support import make_rig, settle, started
@@ -79,8 +81,9 @@ async def test_model_override_and_accepting_the_recommendation(tmp_path: Path) -
     async with rig.app.run_test(size=(120, 40)) as pilot:
         await started(pilot)
         pane = rig.app.screen.query_one(QueryPane)
-        select = pane.query_one("#model-select", Select)
-        assert select.is_blank()  # auto
+        picker = pane.query_one(ModelPicker)
+        assert picker.value is None  # auto
+        assert "auto (recommended)" in str(picker.render())
         assert pane.model_override is None
         await pilot.press("f3")
         recommended = rig.engine.recommend_now().model
@@ -136,3 +139,37 @@ async def test_copy_and_save_the_answer(tmp_path: Path) -> None:
         await pilot.press("enter")
         await settle(pilot, lambda: target.exists())
         assert target.read_text() == "**bold** answer"
+
+
+async def test_the_model_is_picked_from_the_keyboard(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    app = rig.app
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = app.screen.query_one(QueryPane)
+        picker = pane.query_one(ModelPicker)
+        await pilot.press("shift+tab")  # from the question box back to the picker
+        assert app.focused is picker
+
+        await pilot.press("enter")
+        await settle(pilot, lambda: isinstance(app.screen, ModelMenu))
+        menu = app.screen.query_one(OptionList)
+        labels = [str(menu.get_option_at_index(i).prompt) for i in range(menu.option_count)]
+        assert labels[0] == "auto (recommended)"
+        assert "tinyllama" in labels
+        await pilot.press("home", *["down"] * labels.index("tinyllama"), "enter")
+        await settle(pilot, lambda: pane.model_override == "tinyllama")
+        assert "tinyllama" in str(picker.render())
+
+        await pilot.press("space")  # opens again; Esc keeps the pick
+        await settle(pilot, lambda: isinstance(app.screen, ModelMenu))
+        assert app.screen.query_one(OptionList).highlighted == labels.index("tinyllama")
+        await pilot.press("escape")
+        await settle(pilot, lambda: not isinstance(app.screen, ModelMenu))
+        assert pane.model_override == "tinyllama"
+
+        await pilot.press("down")
+        await settle(pilot, lambda: isinstance(app.screen, ModelMenu))
+        await pilot.press("home", "enter")  # the first line is auto
+        await settle(pilot, lambda: pane.model_override is None)
+        assert "auto (recommended)" in str(picker.render())

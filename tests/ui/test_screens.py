@@ -10,6 +10,9 @@ from textual.widgets import DataTable
 from nemo_tui.ui.screens.help import HelpScreen
 from nemo_tui.ui.screens.main import MainScreen
 from nemo_tui.ui.screens.stats import StatsScreen, format_stat
+from nemo_tui.ui.widgets.key_bar import KeyBar
+from nemo_tui.ui.widgets.settings_panel import SettingsPanel
+from nemo_tui.ui.widgets.title_bar import TitleBar
 from tests.ui.support import make_rig, settle, started
 
 
@@ -75,3 +78,53 @@ def test_stat_figures_are_formatted_by_what_they_are() -> None:
     assert format_stat(("queries",), 1234, now=0) == "1,234"
     assert format_stat(("up",), True, now=0) == "yes"
     assert format_stat(("version",), None, now=0) == "n/a"
+
+
+async def test_the_footer_shows_the_keys_that_work_now_in_order(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        bar = rig.app.screen.query_one(KeyBar)
+        line = str(bar.render())
+        # The screen's keys in the order they are declared; the palette at the far right.
+        assert line.lstrip().startswith("f1 Help  ^s Send  f2 Stats")
+        assert line.rstrip().endswith("^p palette")
+        assert len(line) == 120
+        assert "Cancel" not in line  # nothing runs, so esc does nothing and is not offered
+
+        rig.app.screen.query_one(SettingsPanel).focus()
+        await pilot.pause()
+        # The focused panel's own keys come first.
+        assert str(bar.render()).lstrip().startswith("d Defaults  f1 Help")
+
+
+async def test_the_footer_drops_what_does_not_fit_but_keeps_the_palette(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(60, 24)) as pilot:
+        await started(pilot)
+        line = str(rig.app.screen.query_one(KeyBar).render())
+        assert len(line) == 60
+        assert line.rstrip().endswith("^p palette")
+        assert "f1 Help" in line
+        assert "f7 Plot" not in line
+
+
+async def test_clicking_a_footer_hint_presses_its_key(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        bar = rig.app.screen.query_one(KeyBar)
+        column = str(bar.render()).index("f2 Stats")
+        await pilot.click(KeyBar, offset=(column + 1, 0))
+        await settle(pilot, lambda: isinstance(rig.app.screen, StatsScreen))
+
+
+async def test_the_title_bar_follows_the_screen(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        title = str(rig.app.screen.query_one(TitleBar).render())
+        assert title == "nemo-tui — backends: ollama up"
+        await pilot.press("f2")
+        await settle(pilot, lambda: isinstance(rig.app.screen, StatsScreen))
+        assert str(rig.app.screen.query_one(TitleBar).render()) == "nemo-tui — Stats"

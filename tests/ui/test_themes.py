@@ -90,4 +90,4 @@ async def test_no_color_turns_the_screen_monochrome(
         await started(pilot)
         assert rig.app.no_color
         # Colour is never the only signal: the level is also written out.
-        assert "NORMAL" in str(rig.app.screen.query_one("#memory-pressure").render())
+        assert "NORMAL" in str(rig.app.screen.query_one("#memory-figures").render())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import pytest
 
 from nemo_tui.core.memory import (
@@ -21,7 +23,7 @@ from nemo_tui.core.memory import (
     parse_simulation,
     pressure_level,
 )
-from nemo_tui.core.memory_probes import NvmlProbe, read_psi
+from nemo_tui.core.memory_probes import NvmlProbe, RssProbe, read_psi
 from nemo_tui.errors import UsageError
 
 GIB = 1024**3
@@ -485,3 +487,22 @@ def test_gpu_that_stops_answering_means_no_gpus(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(sys.modules["pynvml"], "nvmlDeviceGetMemoryInfo", lost)
     assert probe.read() == ()
+
+
+def test_this_process_rss_comes_from_statm(tmp_path: Path) -> None:
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "statm").write_text("50000 2560 300 10 0 900 0\n")
+    page = os.sysconf("SC_PAGE_SIZE")
+    assert RssProbe(tmp_path).read_mb() == 2560 * page / MIB
+
+
+def test_this_process_rss_without_statm_asks_psutil(tmp_path: Path) -> None:
+    measured = RssProbe(tmp_path).read_mb()
+    reference = psutil.Process().memory_info().rss / MIB
+    # The same process measured twice: only what was allocated in between differs.
+    assert abs(measured - reference) < 16
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+def test_statm_and_psutil_agree_on_this_process() -> None:
+    assert abs(RssProbe().read_mb() - psutil.Process().memory_info().rss / MIB) < 16

@@ -16,15 +16,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.notifications import SeverityLevel
-from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
-from nemo_tui.backends.base import BackendHealth
 from nemo_tui.config_writer import get_setting
-from nemo_tui.core.complexity import Complexity
-from nemo_tui.core.memory import MemoryProfile, PressureLevel, PressureWatcher
+from nemo_tui.core.memory import MemoryProfile, MemorySampler, PressureLevel, PressureWatcher
 from nemo_tui.core.troubleshooting import Action, diagnose
 from nemo_tui.errors import ConfigError
+from nemo_tui.ui.collector import Pause, resume_collection
 from nemo_tui.ui.failures import failure_text, failure_title
 from nemo_tui.ui.messages import (
     CachedModelsChanged,
@@ -37,15 +35,18 @@ from nemo_tui.ui.screens.main_cache import CacheActions
 from nemo_tui.ui.screens.main_query import QueryActions
 from nemo_tui.ui.settings_store import SettingsStore
 from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
+from nemo_tui.ui.widgets.key_bar import KeyBar
 from nemo_tui.ui.widgets.memory_history import MemoryHistory
 from nemo_tui.ui.widgets.memory_panel import MemoryPanel
 from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING, QueryPane
 from nemo_tui.ui.widgets.recommendation_panel import RecommendationPanel, describe_change
 from nemo_tui.ui.widgets.settings_panel import SETTING_KEYS, SettingsPanel
+from nemo_tui.ui.widgets.title_bar import TitleBar
 from nemo_tui.ui.widgets.troubleshooting_panel import ACTION_LABELS, TroubleshootingPanel
 from nemo_tui.units import format_mb, format_pct
 
 if TYPE_CHECKING:
+    from nemo_tui.backends.base import BackendHealth
     from nemo_tui.engine import Engine
     from nemo_tui.events import EngineEvent
 
@@ -56,6 +57,9 @@ FIX_SETTINGS: dict[Action, str] = {
     Action.ENABLE_GARBAGE_COLLECTION: "optimization.enable_garbage_collection",
 }
 """Troubleshooting fixes that are a setting to turn on."""
+
+WIDE_FROM_COLUMNS = 110
+"""From this width the side panels sit beside the query pane, not above it."""
 
 _SEVERITY: dict[PressureLevel, SeverityLevel] = {
     PressureLevel.NORMAL: "information",
@@ -73,45 +77,61 @@ class MainScreen(CacheActions, QueryActions):
     Args:
         engine: The engine to show and drive, or None while the app is still building it.
         settings: The config in force, and where changes go.
+        sampler: Where the gauges read memory until the engine exists (they take the engine's
+            sampler when there is none).
     """
 
     BINDINGS = MAIN_BINDINGS
 
     AUTO_FOCUS = "#query-input"
-    """Focused from the start: each focus change rebuilds the footer, which is not cheap."""
+    """Focused from the start, so a question can be typed at once."""
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM_COLUMNS, "-wide")]
 
-    def __init__(self, engine: Engine | None, settings: SettingsStore) -> None:
+    def __init__(
+        self, engine: Engine | None, settings: SettingsStore, sampler: MemorySampler | None = None
+    ) -> None:
         super().__init__(id="main")
         self._engine = engine
         self._settings = settings
+        self._sampler = sampler
+        self._gauges_live = False
         self._watcher = PressureWatcher(settings.config.memory_thresholds.pressure_threshold)
         self._recommendation = None
         self._events: AsyncIterator[EngineEvent] | None = None
         self._profile: MemoryProfile | None = None
         self._started = False
+        self.sub_title = "starting the engine…"
 
     def compose(self) -> ComposeResult:
-        """Side panels and the query pane between a header and the footer."""
-        yield Header()
+        """Side panels and the query pane between the title bar and the key bar."""
+        # Textual sets the breakpoint class on the first resize, which comes after the first
+        # frame and restyles every widget; set from the start, that resize changes nothing.
+        wide = self.app.size.width >= WIDE_FROM_COLUMNS
+        self.update_classes({"-wide": wide, "-narrow": not wide}, animate=False)
+        yield TitleBar()
         with Horizontal(id="body"):
             with VerticalScroll(id="side"):
-                yield MemoryPanel(id="memory")
+                thresholds = self._settings.config.memory_thresholds
+                yield MemoryPanel(
+                    pressure_threshold=thresholds.pressure_threshold,
+                    cache_limit=thresholds.cache_limit,
+                    id="memory",
+                )
                 yield TroubleshootingPanel(id="troubleshooting")
                 yield RecommendationPanel(id="recommendation")
                 yield CachedModelsPanel(id="cached-models")
                 yield SettingsPanel(self._settings.config, id="settings")
             yield QueryPane(self._engine, id="query-pane")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        """Say the engine is starting, and take it at once when the app already has it."""
-        thresholds = self._settings.config.memory_thresholds
-        self.query_one(MemoryHistory).set_limits(
-            thresholds.pressure_threshold, thresholds.cache_limit
-        )
-        self.sub_title = "starting the engine…"
+        """Start the gauges (given a sampler), and take the engine if the app already has it."""
+        if self._sampler is not None:
+            # The first sample goes into the first frame: reading /proc takes well under a
+            # millisecond (NVML's start-up, on a machine with GPUs, is paid once either way).
+            self._show_sample(self._sampler.sample())
+            self._start_gauges()
         if self._engine is not None:
             self.attach_engine(self._engine)
 
@@ -127,9 +147,14 @@ class MainScreen(CacheActions, QueryActions):
         self._events = engine.subscribe()
         self._relay_events()
         self._start_engine(engine)
-        self.sample_memory()
-        self.set_interval(monitor.gauge_interval_s, self.sample_memory)
+        if not self._gauges_live:
+            self.sample_memory()
+            self._start_gauges()
         self.set_interval(monitor.refresh_interval_s, self._refresh_all)
+
+    def _start_gauges(self) -> None:
+        self._gauges_live = True
+        self.set_interval(self._settings.config.monitor.gauge_interval_s, self.sample_memory)
 
     # Workers: they only post messages.
 
@@ -149,7 +174,9 @@ class MainScreen(CacheActions, QueryActions):
     )
     def sample_memory(self) -> None:
         """Take one memory sample off the event loop and post it."""
-        if self._engine is not None:
+        if self._sampler is not None:
+            self.post_message(MemorySampled(self._sampler.sample()))
+        elif self._engine is not None:
             self.post_message(MemorySampled(self._engine.sample()))
 
     @work(
@@ -202,10 +229,13 @@ class MainScreen(CacheActions, QueryActions):
         self._show_model_choices()
         self._show_cached_models()
         self._refresh_recommendation()
+        self.call_after_refresh(resume_collection, Pause.START_UP)
 
     def on_memory_sampled(self, message: MemorySampled) -> None:
         """Draw a sample; a pressure level change is announced and re-evaluates the pick."""
-        profile = message.profile
+        self._show_sample(message.profile)
+
+    def _show_sample(self, profile: MemoryProfile) -> None:
         self._profile = profile
         config = self._settings.config
         change = self._watcher.update(profile)
@@ -335,6 +365,8 @@ class MainScreen(CacheActions, QueryActions):
         if action is Action.CLEAR_CACHE:
             self._cache_action("clear", None)
         elif action is Action.LIGHTER_MODEL:
+            from nemo_tui.core.complexity import Complexity
+
             lighter = self._engine.recommend_now(Complexity.LOW).model
             self.query_one(QueryPane).choose_model(lighter)
         else:

@@ -6,19 +6,19 @@ from pathlib import Path
 
 from textual.screen import Screen
 
-from nemo_tui.ui.screens.path_prompt import PathPrompt
-from nemo_tui.ui.screens.prompt_review import PromptReview
 from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING, QueryPane
 
 
 class QueryActions(Screen[None]):
     """The question and answer actions, mixed into `MainScreen`.
 
-    They act on the query pane only, through dialogs of their own.
+    They act on the query pane only, through dialogs of their own, imported when first opened.
     """
 
     def action_attach(self) -> None:
         """Ask for a data file to attach (empty detaches it)."""
+        from nemo_tui.ui.screens.path_prompt import PathPrompt
+
         pane = self.query_one(QueryPane)
 
         def attached(path: str | None) -> None:
@@ -39,6 +39,8 @@ class QueryActions(Screen[None]):
 
     def action_review_prompt(self) -> None:
         """Show what the optimizer cut from the typed question."""
+        from nemo_tui.ui.screens.prompt_review import PromptReview
+
         pane = self.query_one(QueryPane)
         if not pane.ready:
             self.notify(ENGINE_STARTING, severity="warning")
@@ -63,6 +65,8 @@ class QueryActions(Screen[None]):
 
     def action_save_answer(self) -> None:
         """Ask for a file name and write the answer there."""
+        from nemo_tui.ui.screens.path_prompt import PathPrompt
+
         answer = self.query_one(QueryPane).answer
         if not answer:
             self.notify("There is no answer to save yet.", severity="warning")

@@ -11,12 +11,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Static
 
-from nemo_tui.backends.base import BackendHealth
+from nemo_tui.ui.widgets.key_bar import KeyBar
+from nemo_tui.ui.widgets.title_bar import TitleBar
 from nemo_tui.units import format_count, format_mb, format_pct, format_rate, format_seconds
 
 if TYPE_CHECKING:
+    from nemo_tui.backends.base import BackendHealth
     from nemo_tui.engine import Engine
 
 SECTION_TITLES = {
@@ -159,9 +161,9 @@ class StatsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         """Header, the sections, footer."""
-        yield Header()
+        yield TitleBar()
         yield VerticalScroll(id="stats-body")
-        yield Footer()
+        yield KeyBar()
 
     async def on_mount(self) -> None:
         """Fill the sections."""

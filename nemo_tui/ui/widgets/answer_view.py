@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import gc
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Static
+
+from nemo_tui.ui.collector import Pause, pause_collection, resume_collection
 
 if TYPE_CHECKING:
     from textual.widgets import Markdown
@@ -43,6 +44,7 @@ class AnswerView(VerticalScroll):
         self._text = ""
         self._stream: MarkdownStream | None = None
         self._timer: Timer | None = None
+        self.border_title = "Answer"
 
     def compose(self) -> ComposeResult:
         """A hint until the first answer brings the Markdown document."""
@@ -66,10 +68,6 @@ class AnswerView(VerticalScroll):
         await self.mount(markdown)
         return markdown
 
-    def on_mount(self) -> None:
-        """Title."""
-        self.border_title = "Answer"
-
     @property
     def text(self) -> str:
         """Everything received so far, including what waits for the next update."""
@@ -90,10 +88,7 @@ class AnswerView(VerticalScroll):
         self.border_title = title
         self.anchor()
         self._stream = type(markdown).get_stream(markdown)
-        # As Textual does while scrolling: a full collection over the many small objects of a
-        # growing document stalls the loop for 100 ms and more (bench/bench_dashboard.py), so
-        # the cyclic collector waits until the answer is complete.
-        gc.disable()
+        pause_collection(Pause.ANSWER)
 
     def feed(self, text: str) -> None:
         """Queue text; it is drawn at the next flush, at most `FLUSH_S` from now."""
@@ -123,7 +118,7 @@ class AnswerView(VerticalScroll):
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
-            gc.enable()
+            resume_collection(Pause.ANSWER)
         if final_text is not None and final_text.lstrip() != self._text:
             self._text = final_text.lstrip()
             await (await self._markdown()).update(self._text)

@@ -41,12 +41,9 @@ class CachedModelsPanel(DataTable[str]):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self._models: tuple[CachedModel, ...] = ()
-
-    def on_mount(self) -> None:
-        """Columns and titles."""
-        self.add_columns(*COLUMNS)
         self.border_title = "Cached models"
         self.border_subtitle = "f8 unload · f9 clear all"
+        self.add_columns(*COLUMNS)
         # Until the first `show_models` nobody has asked the backends. Kept no wider than the
         # "no model loaded" row: the table never narrows a column it has widened.
         self.add_row("starting…", "", "", "", "", "", "", key="-empty-")

@@ -1,87 +1,86 @@
-"""The memory-use history plot, with the pressure threshold and the cache limit drawn as lines."""
+"""The memory-use history: samples of the last minutes, and where the plot of them goes."""
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 
-from textual.app import RenderResult
-from textual.color import Color
-from textual_plotext import PlotextPlot
+from textual.content import Content
+from textual.widget import Widget
 
 from nemo_tui.core.memory import MemoryProfile
-from nemo_tui.units import format_pct, format_seconds
+from nemo_tui.units import format_pct
 
 HISTORY_S = 600.0
 """How far back the plot reaches (ten minutes)."""
 
 
-class MemoryHistory(PlotextPlot):
+@dataclass
+class History:
+    """What the plot draws: the samples, oldest first, and the two configured shares."""
+
+    pressure_threshold: float
+    """The share of memory in use that marks elevated pressure."""
+    cache_limit: float
+    """The share of memory the model cache keeps usage under."""
+    samples: deque[tuple[float, float]] = field(default_factory=deque)
+    """(time stamp, percent of memory used) per gauge sample."""
+
+
+class MemoryHistory(Widget):
     """Used share of memory over the last minutes, one point per gauge sample.
 
-    The plot has its own figure (no plotext global state) and is only rebuilt when a sample
-    arrives or the size changes, so an idle dashboard does not spend CPU on it.
+    The first line is the legend: which line is memory use, the pressure threshold and the
+    cache limit. Until two samples have arrived there is no line to draw, so the plot (and
+    plotext with it) is only imported and mounted under the legend with the second sample;
+    start-up does not pay for it.
     """
 
     DEFAULT_CSS = """
     MemoryHistory {
         height: 9;
         min-height: 5;
+        color: $text-muted;
+    }
+    MemoryHistory > HistoryPlot {
+        width: 1fr;
+        height: 1fr;
+        margin-top: 1;
     }
     """
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(
+        self, *, pressure_threshold: float, cache_limit: float, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
-        self._samples: deque[tuple[float, float]] = deque()
-        self._pressure_threshold = 0.75
-        self._cache_limit = 0.8
-
-    def set_limits(self, pressure_threshold: float, cache_limit: float) -> None:
-        """The two configured shares drawn as horizontal lines."""
-        self._pressure_threshold = pressure_threshold
-        self._cache_limit = cache_limit
-        self._describe()
-        self.refresh()
+        self.history = History(pressure_threshold=pressure_threshold, cache_limit=cache_limit)
+        self._plot: Widget | None = None
 
     def add_sample(self, profile: MemoryProfile) -> None:
         """Add one profile; samples older than `HISTORY_S` fall off the left edge."""
-        self._samples.append((profile.timestamp, profile.usage_fraction * 100))
-        while self._samples and profile.timestamp - self._samples[0][0] > HISTORY_S:
-            self._samples.popleft()
-        self._describe()
-        self.refresh()
+        samples = self.history.samples
+        samples.append((profile.timestamp, profile.usage_fraction * 100))
+        while samples and profile.timestamp - samples[0][0] > HISTORY_S:
+            samples.popleft()
+        if self._plot is None and len(samples) >= 2:
+            from nemo_tui.ui.widgets.history_plot import HistoryPlot
 
-    def on_mount(self) -> None:
-        """Describe the lines before the first sample."""
-        super().on_mount()
-        self._describe()
+            self._plot = HistoryPlot(self.history)
+            self.mount(self._plot)
+        self._redraw()
 
-    def render(self) -> RenderResult:
-        """Rebuild the figure from the samples, in the theme's gauge colours."""
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        variables = self.app.theme_variables
-        ok = Color.parse(variables["gauge-ok"]).rgb
-        warn = Color.parse(variables["gauge-warn"]).rgb
-        crit = Color.parse(variables["gauge-crit"]).rgb
-        plt.ylim(0, 100)
-        plt.yticks([0, 50, 100], ["0%", "50%", "100%"])
-        plt.frame(False)
-        if self._samples:
-            newest = self._samples[-1][0]
-            xs = [stamp - newest for stamp, _ in self._samples]
-            plt.xlim(min(-60.0, xs[0]), 0)
-            if xs[0] < 0:
-                plt.xticks([xs[0], 0], [f"-{format_seconds(-xs[0])}", "now"])
-            else:
-                plt.xticks([0], ["now"])
-            plt.plot(xs, [share for _, share in self._samples], marker="braille", color=ok)
-        plt.horizontal_line(self._pressure_threshold * 100, color=warn)
-        plt.horizontal_line(self._cache_limit * 100, color=crit)
-        return super().render()
-
-    def _describe(self) -> None:
-        self.border_title = (
-            f"RAM used · pressure {format_pct(self._pressure_threshold)}"
-            f" · cache limit {format_pct(self._cache_limit)}"
+    def render(self) -> Content:
+        """The legend; under it, until the plot covers the rest, that samples are coming."""
+        history = self.history
+        legend = Content.from_markup(
+            "[$gauge-ok]⣀ RAM used[/] · [$gauge-warn]─ pressure $pressure[/]"
+            " · [$gauge-crit]─ cache limit $limit[/]",
+            pressure=format_pct(history.pressure_threshold),
+            limit=format_pct(history.cache_limit),
         )
+        if self._plot is not None:
+            return legend
+        return legend + "\ncollecting memory samples for the plot…"
+
+    def _redraw(self) -> None:
+        (self._plot or self).refresh()

@@ -7,10 +7,17 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Static
+from textual.content import Content
+from textual.widget import Widget
 
 from nemo_tui.core.memory import MemoryProfile, PressureLevel
-from nemo_tui.ui.widgets.gauge import Gauge, GaugeLevel
+from nemo_tui.ui.widgets.gauge import (
+    GAUGE_COMPONENTS,
+    GAUGE_CSS,
+    GaugeLevel,
+    GaugeReading,
+    gauge_line,
+)
 from nemo_tui.ui.widgets.memory_history import MemoryHistory
 from nemo_tui.units import format_count, format_mb, format_pct
 
@@ -41,6 +48,70 @@ def used_of(used_mb: float, total_mb: float) -> str:
     return f"{format_mb(used_mb)} / {format_mb(total_mb)}"
 
 
+class MemoryFigures(Widget):
+    """The gauges and the lines under them, drawn as one widget (one widget is cheaper to
+    start than a widget per gauge).
+
+    Before the first sample it says it is waiting for one.
+    """
+
+    DEFAULT_CSS = (
+        """
+    MemoryFigures {
+        height: auto;
+"""
+        + GAUGE_CSS
+        + """
+        & > .memory--parts {
+            color: $text-muted;
+        }
+    }
+    """
+    )
+
+    COMPONENT_CLASSES = GAUGE_COMPONENTS | {"memory--parts"}
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.readings: dict[str, GaugeReading] = {}
+        """The gauges by name: `ram`, `swap`, `gpu0`…, `models`."""
+        self.pressure = Content()
+        """The pressure line: level in words and colour, share used, PSI."""
+        self.parts = Content()
+        """The line that splits RAM into page cache, this process and the models."""
+        self._drawn: tuple[int, Content] | None = None
+        """The last rendering and the width it was made for: Textual renders twice per
+        change (once to measure the height), and the gauges need not be built twice."""
+
+    def show(self, readings: dict[str, GaugeReading], pressure: Content, parts: Content) -> None:
+        """Draw a new set of figures."""
+        self.readings = readings
+        self.pressure = pressure
+        self.parts = parts
+        self._drawn = None
+        self.refresh(layout=True)
+
+    def notify_style_update(self) -> None:
+        """The theme changed: the gauges are drawn again in its colours."""
+        self._drawn = None
+        super().notify_style_update()
+
+    def render(self) -> Content:
+        """The gauges at the full width, then the pressure and parts lines (wrapped)."""
+        if not self.readings:
+            return Content.styled("waiting for the first memory sample…", "dim")
+        width = self.content_size.width
+        if self._drawn is not None and self._drawn[0] == width:
+            return self._drawn[1]
+        style = self.get_visual_style
+        lines = [gauge_line(reading, width, style) for reading in self.readings.values()]
+        lines.append(self.pressure)
+        lines.append(self.parts.stylize(style("memory--parts")))
+        drawn = Content("\n").join(lines)
+        self._drawn = (width, drawn)
+        return drawn
+
+
 class MemoryPanel(Vertical):
     """Memory used and free, and the parts that make it up, so the totals can be reconciled.
 
@@ -60,36 +131,31 @@ class MemoryPanel(Vertical):
     MemoryPanel.-simulated {
         border: round $warning;
     }
-    MemoryPanel > #gauge-gpus, MemoryPanel > #memory-pressure, MemoryPanel > #memory-parts {
-        height: auto;
-    }
-    MemoryPanel > #memory-parts {
-        color: $text-muted;
-    }
     """
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(
+        self, *, pressure_threshold: float, cache_limit: float, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
+        self._limits = (pressure_threshold, cache_limit)
         self._models: Sequence[CachedModel] = ()
         self._profile: MemoryProfile | None = None
-        self._gpu_count = 0
+        self._level = PressureLevel.NORMAL
+        self._pressure_threshold = 0.0
+        self.border_title = "Memory"
 
     def compose(self) -> ComposeResult:
-        """The gauges, then the pressure and breakdown lines, then the history plot."""
-        yield Gauge("RAM (OS)", id="gauge-ram")
-        yield Gauge("Swap (OS)", id="gauge-swap")
-        yield Vertical(id="gauge-gpus")
-        yield Gauge("Models", id="gauge-models")
-        yield Static(id="memory-pressure")
-        yield Static(id="memory-parts")
-        yield MemoryHistory(id="memory-history")
-
-    def on_mount(self) -> None:
-        """Start with the plain title and a waiting line until the first sample says more."""
-        self.border_title = "Memory"
-        self.query_one("#memory-pressure", Static).update(
-            "[dim]waiting for the first memory sample…[/]"
+        """The figures, then the history plot."""
+        yield MemoryFigures(id="memory-figures")
+        pressure_threshold, cache_limit = self._limits
+        yield MemoryHistory(
+            pressure_threshold=pressure_threshold, cache_limit=cache_limit, id="memory-history"
         )
+
+    @property
+    def figures(self) -> MemoryFigures:
+        """The gauges and lines."""
+        return self.query_one(MemoryFigures)
 
     def show_profile(
         self,
@@ -105,80 +171,69 @@ class MemoryPanel(Vertical):
             level: Its pressure level (with the watcher's hysteresis).
             pressure_threshold: The configured share that marks elevated pressure.
         """
-        style = LEVEL_STYLE[level]
-        source = "cgroup" if profile.cgroup_limit_mb is not None else "OS"
-        ram = self.query_one("#gauge-ram", Gauge)
-        ram.label = f"RAM ({source})"
-        ram.show(profile.usage_fraction, used_of(profile.used_mb, profile.total_mb), style)
-        swap = self.query_one("#gauge-swap", Gauge)
-        if profile.swap_total_mb > 0:
-            swap_share = profile.swap_used_mb / profile.swap_total_mb
-            swap.show(
-                swap_share,
-                used_of(profile.swap_used_mb, profile.swap_total_mb),
-                share_level(swap_share),
-            )
-        else:
-            swap.show(0.0, "no swap")
-        self._show_gpus(profile)
-        self._show_models(profile)
-        self._show_pressure(profile, level, pressure_threshold)
-        self._show_parts(profile)
+        self._profile = profile
+        self._level = level
+        self._pressure_threshold = pressure_threshold
+        self._draw(profile)
         self.set_class(profile.simulated, "-simulated")
         self.border_title = (
             "Memory · SIMULATED (--simulate-memory)" if profile.simulated else "Memory"
         )
         self.border_subtitle = f"{format_mb(profile.available_mb)} free"
-        self._profile = profile
 
     def show_models(self, models: Sequence[CachedModel]) -> None:
-        """The resident models the backends report; drawn at the next sample."""
+        """The resident models the backends report; drawn with the current sample."""
         self._models = models
         if self._profile is not None:
-            self._show_models(self._profile)
-            self._show_parts(self._profile)
+            self._draw(self._profile)
 
-    def _show_gpus(self, profile: MemoryProfile) -> None:
-        holder = self.query_one("#gauge-gpus", Vertical)
-        if len(profile.gpus) != self._gpu_count:
-            gauges = [Gauge(f"GPU{gpu.index} (NVML)") for gpu in profile.gpus]
-            holder.remove_children()
-            holder.mount_all(gauges)
-            self._gpu_count = len(gauges)
-        else:
-            gauges = list(holder.query(Gauge))
-        for gauge, gpu in zip(gauges, profile.gpus, strict=True):
+    def _draw(self, profile: MemoryProfile) -> None:
+        source = "cgroup" if profile.cgroup_limit_mb is not None else "OS"
+        readings = {
+            "ram": GaugeReading(
+                f"RAM ({source})",
+                profile.usage_fraction,
+                used_of(profile.used_mb, profile.total_mb),
+                LEVEL_STYLE[self._level],
+            ),
+            "swap": _swap_reading(profile),
+        }
+        for gpu in profile.gpus:
             share = gpu.used_mb / gpu.total_mb if gpu.total_mb else 0.0
-            gauge.show(share, used_of(gpu.used_mb, gpu.total_mb), share_level(share))
+            readings[f"gpu{gpu.index}"] = GaugeReading(
+                f"GPU{gpu.index} (NVML)",
+                share,
+                used_of(gpu.used_mb, gpu.total_mb),
+                share_level(share),
+            )
+        readings["models"] = self._models_reading(profile)
+        self.figures.show(readings, self._pressure_line(profile), self._parts_line(profile))
 
-    def _show_models(self, profile: MemoryProfile) -> None:
+    def _models_reading(self, profile: MemoryProfile) -> GaugeReading:
         resident = sum(model.size_mb for model in self._models)
         backends = sorted({model.backend for model in self._models})
-        gauge = self.query_one("#gauge-models", Gauge)
-        gauge.label = f"Models ({'/'.join(backends)})" if backends else "Models (server)"
         count = len(self._models)
         noun = "model" if count == 1 else "models"
-        gauge.show(
+        return GaugeReading(
+            f"Models ({'/'.join(backends)})" if backends else "Models (server)",
             resident / profile.total_mb if profile.total_mb else 0.0,
             f"{format_mb(resident)}, {format_count(count)} {noun}",
         )
 
-    def _show_pressure(
-        self, profile: MemoryProfile, level: PressureLevel, pressure_threshold: float
-    ) -> None:
-        variable = _VARIABLE[LEVEL_STYLE[level]]
+    def _pressure_line(self, profile: MemoryProfile) -> Content:
+        variable = _VARIABLE[LEVEL_STYLE[self._level]]
         parts = [
-            f"Pressure [bold {variable}]{level.value.upper()}[/]",
+            f"Pressure [bold {variable}]{self._level.value.upper()}[/]",
             f"{format_pct(profile.usage_fraction)} used,"
-            f" threshold {format_pct(pressure_threshold)}",
+            f" threshold {format_pct(self._pressure_threshold)}",
         ]
         if profile.psi_some_avg10 is not None:
             parts.append(
                 f"PSI some {profile.psi_some_avg10:.1f}% full {profile.psi_full_avg10 or 0.0:.1f}%"
             )
-        self.query_one("#memory-pressure", Static).update(" · ".join(parts))
+        return Content.from_markup(" · ".join(parts))
 
-    def _show_parts(self, profile: MemoryProfile) -> None:
+    def _parts_line(self, profile: MemoryProfile) -> Content:
         resident = sum(model.size_mb for model in self._models)
         parts = [
             f"page cache {format_mb(profile.page_cache_mb)} (OS)",
@@ -191,4 +246,16 @@ class MemoryPanel(Vertical):
                 f" of {format_mb(profile.cgroup_limit_mb)}"
                 f" (host {format_mb(profile.host_total_mb)})"
             )
-        self.query_one("#memory-parts", Static).update(" · ".join(parts))
+        return Content(" · ".join(parts))
+
+
+def _swap_reading(profile: MemoryProfile) -> GaugeReading:
+    if profile.swap_total_mb <= 0:
+        return GaugeReading("Swap (OS)", 0.0, "no swap")
+    share = profile.swap_used_mb / profile.swap_total_mb
+    return GaugeReading(
+        "Swap (OS)",
+        share,
+        used_of(profile.swap_used_mb, profile.swap_total_mb),
+        share_level(share),
+    )

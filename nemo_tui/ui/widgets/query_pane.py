@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
 from textual.timer import Timer
-from textual.widgets import Label, Select, Static, TextArea
+from textual.widgets import Label, Static, TextArea
 
 from nemo_tui.errors import NemoError
 from nemo_tui.ui.widgets.answer_view import AnswerView
 from nemo_tui.ui.widgets.info_line import InfoLine
+from nemo_tui.ui.widgets.model_picker import ModelPicker
 from nemo_tui.units import format_count, format_pct, format_rate, format_seconds
 
 if TYPE_CHECKING:
@@ -90,10 +91,6 @@ class QueryPane(Vertical):
     QueryPane > #query-controls {
         height: auto;
     }
-    QueryPane #model-select {
-        width: 1fr;
-        max-width: 44;
-    }
     QueryPane #data-file {
         padding: 0 1;
         color: $text-muted;
@@ -125,7 +122,6 @@ class QueryPane(Vertical):
         self._data_file: Path | None = None
         self._plan: QueryPlan | None = None
         self._plan_timer: Timer | None = None
-        self._choices: list[str] = []
         self._answering = False
         self._model = ""
         self._error = ""
@@ -133,9 +129,7 @@ class QueryPane(Vertical):
     def compose(self) -> ComposeResult:
         """Model selector and data file, the question, the plan, the answer, its stats."""
         with Horizontal(id="query-controls"):
-            yield Select[str](
-                [], prompt="auto (recommended)", allow_blank=True, compact=True, id="model-select"
-            )
+            yield ModelPicker(id="model-select")
             yield Label("no data file (ctrl+t)", id="data-file")
         yield TextArea(
             id="query-input",
@@ -177,8 +171,7 @@ class QueryPane(Vertical):
     @property
     def model_override(self) -> str | None:
         """The model picked by hand, or None for auto."""
-        value = self.query_one("#model-select", Select).value
-        return value if isinstance(value, str) else None
+        return self.query_one(ModelPicker).value
 
     def attach_engine(self, engine: Engine) -> None:
         """Use this engine from now on, and preview the question typed while it was built."""
@@ -187,18 +180,14 @@ class QueryPane(Vertical):
 
     def set_model_choices(self, names: list[str]) -> None:
         """Fill the selector, keeping the current pick when it is still offered."""
-        select: Select[str] = self.query_one("#model-select", Select)
-        current = self.model_override
-        self._choices = list(names)
-        select.set_options((name, name) for name in names)
-        if current in names:
-            select.value = current
+        self.query_one(ModelPicker).set_options(names)
 
     def choose_model(self, name: str) -> None:
         """Select a model in the selector, adding it when it is not offered yet."""
-        if name not in self._choices:
-            self.set_model_choices([*self._choices, name])
-        self.query_one("#model-select", Select).value = name
+        picker = self.query_one(ModelPicker)
+        if name not in picker.options:
+            picker.set_options([*picker.options, name])
+        picker.value = name
 
     def attach(self, path: Path | None) -> None:
         """Attach a data file to the next query (None detaches)."""
@@ -338,7 +327,7 @@ class QueryPane(Vertical):
         self.query_one("#query-error", Static).remove_class("-shown")
 
     @on(TextArea.Changed, "#query-input")
-    @on(Select.Changed, "#model-select")
+    @on(ModelPicker.Changed, "#model-select")
     def _schedule_plan(self) -> None:
         if self._plan_timer is not None:
             self._plan_timer.stop()

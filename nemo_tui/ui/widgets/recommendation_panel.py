@@ -32,12 +32,11 @@ class RecommendationPanel(Static):
     }
     """
 
-    def on_mount(self) -> None:
-        """Titles that say how to act on the panel."""
+    def __init__(self, *, id: str | None = None) -> None:
+        # The pick needs the engine's first probe of the backends.
+        super().__init__("[dim]starting the engine…[/]", id=id)
         self.border_title = "Recommended model"
         self.border_subtitle = "f3 use it · f4 preload"
-        # The pick needs the engine's first probe of the backends.
-        self.update("[dim]starting the engine…[/]")
 
     def show(self, rec: Recommendation) -> None:
         """Draw a recommendation."""

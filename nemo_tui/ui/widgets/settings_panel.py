@@ -65,9 +65,6 @@ class SettingsPanel(SelectionList[str]):
             *(Selection(label, key, bool(get_setting(config, key))) for key, label in SETTINGS),
             id=id,
         )
-
-    def on_mount(self) -> None:
-        """Titles that say how to use it."""
         self.border_title = "Settings"
         self.border_subtitle = "space toggle · d defaults"
 

@@ -38,9 +38,6 @@ class TroubleshootingPanel(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._symptoms: tuple[Symptom, ...] = ()
-
-    def on_mount(self) -> None:
-        """Title."""
         self.border_title = "Troubleshooting"
 
     @property
