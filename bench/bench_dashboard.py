@@ -2,7 +2,8 @@
 
 Run: `python bench/bench_dashboard.py [--runs 5] [--idle-s 30]`. Needs tmux.
 
-Part 1 starts two programs the same way, in tmux at 120x40, `--runs` times each, interleaved:
+Part 1 starts two programs the same way, in tmux at 120x40, `--runs` times each, interleaved
+(which one starts first alternates from run to run):
 a bare Textual app that shows one label (it imports nothing but Textual), and `nemo-tui` with
 no arguments: the same `run_dashboard` the command runs, with a fresh config, the real memory
 sampler and the engine's monitor, and one in-process fake backend instead of the configured
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
 SIZE = (120, 40)
 SOCKET = f"nemo-bench-{os.getpid()}"
 RSS_AT_S = 10.0
+SETTLE_S = 1.0
+"""Pause between runs, after the sessions are closed."""
 STREAM_S = 5.0
 
 
@@ -153,10 +156,16 @@ def start(kind: str, workdir: Path) -> tuple[psutil.Process, float, float]:
     return psutil.Process(pid), first_frame if first_frame is not None else now, now
 
 
-def measure_pair(idle_s: float, workdir: Path, results: dict[str, Sample]) -> None:
-    """One run of both apps: start-up one after the other, then idle side by side."""
+def measure_pair(
+    idle_s: float, workdir: Path, results: dict[str, Sample], order: tuple[str, str]
+) -> None:
+    """One run of both apps: start-up one after the other (in `order`), then idle side by side.
+
+    The sessions are closed at the end and the tmux server is given a moment to tear them down,
+    so the next run's first start does not share the machine with that work.
+    """
     procs: dict[str, tuple[psutil.Process, float]] = {}
-    for kind in ("bare", "nemo"):
+    for kind in order:
         proc, first_frame, ready = start(kind, workdir)
         procs[kind] = (proc, time.perf_counter())
         results[kind].first_frame_s.append(first_frame)
@@ -171,6 +180,7 @@ def measure_pair(idle_s: float, workdir: Path, results: dict[str, Sample]) -> No
         used = (after.user - before[kind].user) + (after.system - before[kind].system)
         results[kind].idle_cpu_pct.append(used / idle_s * 100)
         tmux("kill-session", "-t", kind)
+    time.sleep(SETTLE_S)
 
 
 async def stream_bench() -> dict[str, object]:
@@ -270,7 +280,9 @@ def main() -> None:
     try:
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}…", file=sys.stderr)
-            measure_pair(args.idle_s, workdir, results)
+            # Which app starts first alternates, so neither always follows the other.
+            order = ("bare", "nemo") if run % 2 == 0 else ("nemo", "bare")
+            measure_pair(args.idle_s, workdir, results, order)
     finally:
         subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True)
     bare, nemo = results["bare"], results["nemo"]

@@ -181,7 +181,6 @@ class NemoApp(App[None]):
             KeyHelp("ctrl+p", "Command palette: every action, settings and themes", "anywhere"),
             KeyHelp("ctrl+q", "Quit", "anywhere"),
             KeyHelp("tab / shift+tab", "Move between panels", "anywhere"),
-            KeyHelp("space", "Toggle the setting under the cursor", "settings panel"),
             *key_help(SettingsPanel.BINDINGS, "settings panel", KEY_NAMES),
             KeyHelp("↑ / ↓", "Pick the model that f8 unloads", "cached models panel"),
             KeyHelp("r", "Refresh", "stats screen"),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from nemo_tui.backends.base import GenerationOptions
 from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
+from nemo_tui.ui.widgets.query_pane import QueryPane
 from tests.fakes import ScriptedBackend
 from tests.ui.support import FixedSampler, make_rig, profile, settle, started
 
@@ -86,3 +87,38 @@ async def test_an_unexpected_failure_in_a_cache_action_is_shown_and_the_app_surv
         note = next(n for n in rig.notes if "the disk vanished" in n)
         assert note.startswith("Cache action failed: RuntimeError")
         assert rig.app.is_running
+
+
+async def test_the_cursor_picks_which_model_f8_unloads(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        table = rig.app.screen.query_one(CachedModelsPanel)
+        pane = rig.app.screen.query_one(QueryPane)
+        for model in ("phi3:mini", "tinyllama"):
+            pane.choose_model(model)
+            await pilot.press("f4")
+            await settle(pilot, lambda model=model: ("preload", model) in rig.backend.calls)
+        await settle(pilot, lambda: len(table.models) == 2)
+        shown = str(table.render())
+        assert shown.splitlines()[0].split() == [
+            "Model",
+            "Where",
+            "Size",
+            "VRAM",
+            "Ctx",
+            "Expires",
+            "Hits",
+        ]
+        assert "phi3:mini" in shown and "tinyllama" in shown
+        table.focus()
+        await pilot.press("home")
+        assert table.selected == "phi3:mini"
+        await pilot.press("down")
+        assert table.selected == "tinyllama"
+        await pilot.press("down")  # stays on the last row
+        assert table.selected == "tinyllama"
+        await pilot.press("f8")
+        await settle(pilot, lambda: ("unload", "tinyllama") in rig.backend.calls)
+        await settle(pilot, lambda: [m.name for m in table.models] == ["phi3:mini"])
+        assert ("unload", "phi3:mini") not in rig.backend.calls

@@ -78,3 +78,17 @@ async def test_an_unwritable_config_is_reported_and_the_setting_still_applies(
         await pilot.press("space")
         await settle(pilot, lambda: any("Setting not saved" in n for n in rig.notes))
         assert rig.engine.config.optimization.enable_garbage_collection is False
+
+
+async def test_a_click_flips_the_switch_it_lands_on(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        panel = rig.app.screen.query_one(SettingsPanel)
+        row = SETTING_KEYS.index("optimization.batch_optimization")
+        assert "[x] Batch optimization" in str(panel.render())
+        # Inside the border (1 cell) and the padding (1 cell), on the switch's line.
+        await pilot.click(SettingsPanel, offset=(3, 1 + row))
+        await settle(pilot, lambda: not rig.engine.config.optimization.batch_optimization)
+        assert "[ ] Batch optimization" in str(panel.render())
+        assert "optimization.batch_optimization" not in panel.selected

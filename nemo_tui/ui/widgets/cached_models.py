@@ -6,8 +6,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from textual.widgets import DataTable
+from textual.content import Content
 
+from nemo_tui.ui.widgets.cursor_list import CursorList
 from nemo_tui.units import format_count, format_mb, format_pct, format_seconds
 
 if TYPE_CHECKING:
@@ -24,29 +25,32 @@ def expires_in(model: CachedModel, now: float) -> str:
     return format_seconds(left) if left > 0 else "due"
 
 
-class CachedModelsPanel(DataTable[str]):
-    """A table of resident models; the row under the cursor is the one `f8` unloads."""
+class CachedModelsPanel(CursorList):
+    """A table of resident models; the row under the cursor is the one `f8` unloads.
+
+    Until the first `show_models` nobody has asked the backends, and the table says so.
+    """
 
     DEFAULT_CSS = """
     CachedModelsPanel {
-        height: auto;
-        max-height: 10;
         border: round $primary 50%;
+        padding: 0 1;
     }
     CachedModelsPanel:focus {
         border: round $primary;
     }
+    CachedModelsPanel > .cursor-list--header {
+        color: $text-muted;
+    }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id)
         self._models: tuple[CachedModel, ...] = ()
+        self._cells: list[tuple[str, ...]] = []
+        self._placeholder = "starting…"
         self.border_title = "Cached models"
         self.border_subtitle = "f8 unload · f9 clear all"
-        self.add_columns(*COLUMNS)
-        # Until the first `show_models` nobody has asked the backends. Kept no wider than the
-        # "no model loaded" row: the table never narrows a column it has widened.
-        self.add_row("starting…", "", "", "", "", "", "", key="-empty-")
 
     @property
     def models(self) -> tuple[CachedModel, ...]:
@@ -58,35 +62,49 @@ class CachedModelsPanel(DataTable[str]):
         """The model under the cursor, or None when nothing is loaded."""
         if not self._models:
             return None
-        row = min(max(self.cursor_row, 0), len(self._models) - 1)
-        return self._models[row].name
+        return self._models[min(self.cursor, len(self._models) - 1)].name
+
+    def header(self) -> Content:
+        """The column titles."""
+        return self._line(COLUMNS)
+
+    def rows(self) -> list[Content]:
+        """A line per model, or one saying there is none (or that nobody has asked yet)."""
+        if not self._cells:
+            return [Content(self._placeholder)]
+        return [self._line(cells) for cells in self._cells]
 
     def show_models(self, models: Sequence[CachedModel], *, now: float | None = None) -> None:
         """Replace the rows, keeping the cursor on the same model where it is still loaded."""
         keep = self.selected
         self._models = tuple(sorted(models, key=lambda m: (m.backend, m.name)))
         moment = time.time() if now is None else now
-        self.clear()
-        for model in self._models:
-            vram = (
-                f"{format_mb(model.vram_mb)} ({format_pct(model.vram_share)})"
-                if model.vram_mb
-                else "-"
-            )
-            context = format_count(model.context_length) if model.context_length else "-"
-            self.add_row(
-                model.name,
-                model.backend,
-                format_mb(model.size_mb),
-                vram,
-                context,
-                expires_in(model, moment),
-                format_count(model.hits),
-                key=f"{model.backend}/{model.name}",
-            )
-        if not self._models:
-            self.add_row("no model loaded", "", "", "", "", "", "", key="-empty-")
+        self._cells = [_cells(model, moment) for model in self._models]
+        self._placeholder = "no model loaded"
         names = [m.name for m in self._models]
         if keep in names:
-            self.move_cursor(row=names.index(keep))
+            self.cursor = names.index(keep)
+        self.cursor = self.validate_cursor(self.cursor)
         self.border_title = f"Cached models ({format_count(len(self._models))})"
+        self.refresh(layout=True)
+
+    def _line(self, cells: Sequence[str]) -> Content:
+        widths = [
+            max(len(row[column]) for row in (COLUMNS, *self._cells))
+            for column in range(len(COLUMNS))
+        ]
+        padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        return Content("  ".join(padded))
+
+
+def _cells(model: CachedModel, now: float) -> tuple[str, ...]:
+    vram = f"{format_mb(model.vram_mb)} ({format_pct(model.vram_share)})" if model.vram_mb else "-"
+    return (
+        model.name,
+        model.backend,
+        format_mb(model.size_mb),
+        vram,
+        format_count(model.context_length) if model.context_length else "-",
+        expires_in(model, now),
+        format_count(model.hits),
+    )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from textual.binding import Binding
+from textual.content import Content
 from textual.message import Message
-from textual.widgets import SelectionList
-from textual.widgets.selection_list import Selection
 
 from nemo_tui.config import Config
 from nemo_tui.config_writer import get_setting
+from nemo_tui.ui.widgets.cursor_list import CursorList
 
 SETTINGS: tuple[tuple[str, str], ...] = (
     ("optimization.enable_garbage_collection", "Garbage collection"),
@@ -25,22 +25,40 @@ SETTINGS: tuple[tuple[str, str], ...] = (
 SETTING_KEYS = [key for key, _ in SETTINGS]
 
 
-class SettingsPanel(SelectionList[str]):
-    """The switches; space toggles the one under the cursor, `d` restores the defaults."""
+class SettingsPanel(CursorList):
+    """The switches; space toggles the one under the cursor, `d` restores the defaults.
+
+    Args:
+        config: The config whose switches it shows first.
+        id: The widget id.
+    """
 
     BINDINGS = [
+        Binding(
+            "space,enter",
+            "flip",
+            "Toggle",
+            show=False,
+            tooltip="Toggle the setting under the cursor",
+        ),
         Binding("d", "defaults", "Defaults", tooltip="Revert the settings to the defaults"),
     ]
 
     DEFAULT_CSS = """
     SettingsPanel {
-        height: auto;
         border: round $primary 50%;
+        padding: 0 1;
     }
     SettingsPanel:focus {
         border: round $primary;
     }
+    SettingsPanel > .settings-panel--on {
+        color: $success;
+        text-style: bold;
+    }
     """
+
+    COMPONENT_CLASSES = {"settings-panel--on"}
 
     class Changed(Message):
         """The user flipped a switch."""
@@ -61,29 +79,39 @@ class SettingsPanel(SelectionList[str]):
         """The user asked to put every switch back to its default."""
 
     def __init__(self, config: Config, *, id: str | None = None) -> None:
-        super().__init__(
-            *(Selection(label, key, bool(get_setting(config, key))) for key, label in SETTINGS),
-            id=id,
-        )
+        super().__init__(id=id)
+        self._on = {key: bool(get_setting(config, key)) for key in SETTING_KEYS}
         self.border_title = "Settings"
         self.border_subtitle = "space toggle · d defaults"
 
+    @property
+    def selected(self) -> list[str]:
+        """The keys of the switches that are on."""
+        return [key for key in SETTING_KEYS if self._on[key]]
+
+    def rows(self) -> list[Content]:
+        """One line per switch: `[x] Garbage collection`."""
+        on_style = self.get_visual_style("settings-panel--on")
+        return [
+            Content.assemble(("[x]", on_style) if self._on[key] else "[ ]", " ", label)
+            for key, label in SETTINGS
+        ]
+
     def show(self, config: Config) -> None:
         """Set every switch from a config without announcing changes."""
-        with self.prevent(SelectionList.SelectionToggled, SelectionList.SelectedChanged):
-            for key in SETTING_KEYS:
-                if get_setting(config, key):
-                    self.select(key)
-                else:
-                    self.deselect(key)
+        self._on = {key: bool(get_setting(config, key)) for key in SETTING_KEYS}
+        self.refresh()
 
-    def on_selection_list_selection_toggled(
-        self, event: SelectionList.SelectionToggled[str]
-    ) -> None:
-        """Turn the list's toggle into our Changed message."""
-        event.stop()
-        key = event.selection.value
-        self.post_message(self.Changed(self, key, key in self.selected))
+    def row_clicked(self, row: int) -> None:
+        """A click toggles the switch it lands on."""
+        self.action_flip()
+
+    def action_flip(self) -> None:
+        """Flip the switch under the cursor and announce it."""
+        key = SETTING_KEYS[self.cursor]
+        self._on[key] = not self._on[key]
+        self.refresh()
+        self.post_message(self.Changed(self, key, self._on[key]))
 
     def action_defaults(self) -> None:
         """Ask the app to restore the defaults."""
