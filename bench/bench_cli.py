@@ -2,7 +2,8 @@
 
 Each round runs every variant once, in turn, in a fresh interpreter, so the shared machine's
 noise hits all of them alike; the table reports medians over the rounds and ratios between
-variants measured in the same run.
+variants measured in the same run. nemo-tui's modules are compiled to bytecode first, as an
+install does (`bytecode_cache.py`).
 
 Run: `python bench/bench_cli.py [--rounds N]`
 """
@@ -15,6 +16,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+
+from bytecode_cache import compile_bytecode
 
 VARIANTS: dict[str, Sequence[str]] = {
     "python -c pass (interpreter floor)": ("-c", "pass"),
@@ -49,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
     rounds = parser.parse_args().rounds
+    compile_bytecode()
     variants = {name: args for name, args in VARIANTS.items() if available(args)}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import compileall
 import os
 import re
 import shlex
@@ -47,6 +46,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from bytecode_cache import compile_bytecode
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,17 +61,6 @@ RSS_AT_S = 10.0
 SETTLE_S = 1.0
 """Pause between runs, after the sessions are closed."""
 STREAM_S = 5.0
-
-
-def compile_bytecode() -> None:
-    """Compile the package as an install does, so neither app pays for compiling its sources.
-
-    Textual's bytecode is written when pip installs it; an editable install of nemo-tui (or
-    `PYTHONDONTWRITEBYTECODE`) would leave ours to be compiled on every start.
-    """
-    root = Path(__file__).resolve().parents[1]
-    for folder in (root / "nemo_tui", root / "bench"):
-        compileall.compile_dir(folder, quiet=1)
 
 
 def tmux(*args: str) -> str:

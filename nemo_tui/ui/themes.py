@@ -17,6 +17,7 @@ import yaml
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from nemo_tui.config import load_yaml
 from nemo_tui.errors import NemoError
 
 DEFAULT_THEME = "nemo-dark"
@@ -95,7 +96,7 @@ def load_theme_file(path: Path) -> Theme:
         ThemeFileError: the file cannot be read, is not YAML, has unknown keys or a bad colour.
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
         spec = msgspec.convert(data, ThemeFile, strict=True)
     except (OSError, yaml.YAMLError, msgspec.ValidationError) as exc:
         raise ThemeFileError(f"{path.name}: {exc}") from exc

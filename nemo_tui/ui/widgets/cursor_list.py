@@ -67,9 +67,10 @@ class CursorList(Widget, can_focus=True):
         width = self.content_size.width
         rows = self.rows()
         if rows:
+            # The rows may have changed since the cursor was last set.
+            at = min(self.cursor, len(rows) - 1)
             cursor_style = self.get_visual_style("cursor-list--cursor")
-            row = rows[self.cursor].truncate(width, pad=True)
-            rows[self.cursor] = row.stylize(cursor_style)
+            rows[at] = rows[at].truncate(width, pad=True).stylize(cursor_style)
         header = self.header()
         if header is not None:
             rows.insert(0, header.stylize(self.get_visual_style("cursor-list--header")))
