@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,7 +17,7 @@ EMPTY = "░"
 """Distinct glyphs, so the bar still reads with NO_COLOR or a monochrome terminal."""
 MIN_BAR = 4
 LABEL_WIDTH = 16
-"""Columns reserved for the label, so the bars of a panel line up."""
+"""The fewest columns a label takes, so the bars of a panel line up."""
 
 GAUGE_CSS = """
     & > .gauge--label {
@@ -56,15 +56,27 @@ class GaugeReading:
     """Which colour the bar takes."""
 
 
-def gauge_line(reading: GaugeReading, width: int, style: Callable[[str], Style]) -> Content:
+def label_width(readings: Iterable[GaugeReading]) -> int:
+    """The label column for a set of gauges: the longest label and a space, or `LABEL_WIDTH`."""
+    return max([LABEL_WIDTH, *(len(reading.label) + 1 for reading in readings)])
+
+
+def gauge_line(
+    reading: GaugeReading,
+    width: int,
+    style: Callable[[str], Style],
+    *,
+    label_columns: int = LABEL_WIDTH,
+) -> Content:
     """Draw a gauge in `width` cells.
 
     Args:
         reading: What to show.
         width: The cells available; the bar takes what the label and figures leave.
         style: The style of a gauge component class (`gauge--ok`, ...), from the widget.
+        label_columns: The label column's width (see `label_width`), shared by a panel's gauges.
     """
-    label = reading.label[:LABEL_WIDTH].ljust(LABEL_WIDTH)
+    label = reading.label[: label_columns - 1].ljust(label_columns)
     figures = f" {reading.figures}"
     bar_width = max(MIN_BAR, width - len(label) - len(figures))
     filled = round(bar_width * min(1.0, max(0.0, reading.fraction)))

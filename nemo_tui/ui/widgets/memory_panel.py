@@ -17,6 +17,7 @@ from nemo_tui.ui.widgets.gauge import (
     GaugeLevel,
     GaugeReading,
     gauge_line,
+    label_width,
 )
 from nemo_tui.ui.widgets.memory_history import MemoryHistory
 from nemo_tui.units import format_count, format_mb, format_pct
@@ -104,7 +105,9 @@ class MemoryFigures(Widget):
         if self._drawn is not None and self._drawn[0] == width:
             return self._drawn[1]
         style = self.get_visual_style
-        lines = [gauge_line(reading, width, style) for reading in self.readings.values()]
+        readings = self.readings.values()
+        columns = label_width(readings)
+        lines = [gauge_line(r, width, style, label_columns=columns) for r in readings]
         lines.append(self.pressure)
         lines.append(self.parts.stylize(style("memory--parts")))
         drawn = Content("\n").join(lines)
