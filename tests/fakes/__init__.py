@@ -1,5 +1,5 @@
-"""Fakes that stand in for model servers: over real loopback sockets (FakeOllama) or in-process
-(ScriptedBackend), for tests and bench scripts."""
+"""Fakes for tests and bench scripts: model servers over real loopback sockets (FakeOllama) or
+in-process (ScriptedBackend), and finished-query records (`query_records`)."""
 
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.ollama_wire import ANSWER_WORDS, DEFAULT_MODELS, FakeModel, Fault, RecordedRequest

@@ -3,34 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from typing import Any
 
 import pytest
 
-from nemo_tui.core.metrics import Metrics, QueryRecord, percentile
-
-BASE = QueryRecord(
-    model="phi3:mini",
-    backend="ollama",
-    local=True,
-    cache_hit=True,
-    truncated=False,
-    server_truncated=False,
-    fallbacks=0,
-    failed=False,
-    load_failed=False,
-    first_token_s=0.5,
-    total_s=2.0,
-    load_s=None,
-    tokens_out=100,
-    tokens_per_s=20.0,
-    at=0.0,
-)
-
-
-def query(**changes: Any) -> QueryRecord:
-    return replace(BASE, **changes)
+from nemo_tui.core.metrics import Metrics, percentile
+from tests.fakes.query_records import query_record as query
 
 
 def test_no_queries_means_no_rates() -> None:

@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
-
 from nemo_tui.config import Config, Optimization, Preferences
 from nemo_tui.core.memory import MemoryProfile, SimulatedSampler
 from nemo_tui.core.metrics import Metrics, QueryRecord
 from nemo_tui.core.troubleshooting import Action, Symptom, diagnose
+from tests.fakes.query_records import query_record as q
 
 GB = 1024.0
 CALM = SimulatedSampler(8 * GB, 4 * GB).sample()
 FULL = SimulatedSampler(8 * GB, 0.5 * GB).sample()  # 93.75 % used
-
-RECORD = QueryRecord(
-    model="phi3:mini",
-    backend="ollama",
-    local=True,
-    cache_hit=True,
-    truncated=False,
-    server_truncated=False,
-    fallbacks=0,
-    failed=False,
-    load_failed=False,
-    first_token_s=0.5,
-    total_s=2.0,
-    load_s=None,
-    tokens_out=100,
-    tokens_per_s=20.0,
-    at=0.0,
-)
 
 
 def history(*records: QueryRecord) -> Metrics:
@@ -38,10 +18,6 @@ def history(*records: QueryRecord) -> Metrics:
     for record in records:
         metrics.record(record)
     return metrics
-
-
-def q(**changes: Any) -> QueryRecord:
-    return replace(RECORD, **changes)
 
 
 def config(**switches: bool) -> Config:
