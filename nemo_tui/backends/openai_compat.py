@@ -227,7 +227,9 @@ class OpenAICompatBackend:
             ContextExceeded: the prompt is longer than the server's context.
             ModelNotFound, AuthError, ServerBusy, OutOfMemory: what the server reported.
             StreamBroken: the stream ended early, without a finish reason (llama-cpp-python ends
-                an interrupted answer that way), or carried an unreadable event.
+                an interrupted answer that way), ended before its first event (the way
+                llama-cpp-python refuses a prompt longer than its context), or carried an
+                unreadable event.
         """
         body: dict[str, Any] = {
             "model": model,
@@ -243,6 +245,7 @@ class OpenAICompatBackend:
         timings: Mapping[str, Any] = {}
         finish_reason: str | None = None
         answered_by: str | None = None
+        received = False
         done = False
         try:
             timeout = request_timeout(self._connect_timeout_s, None)
@@ -254,6 +257,7 @@ class OpenAICompatBackend:
                     raise self._error(response.status_code, error, model=model)
                 async with aclosing(iter_sse_data(response)) as payloads:
                     async for payload in payloads:
+                        received = True
                         if payload == "[DONE]":
                             done = True
                             await drain(payloads)
@@ -273,6 +277,16 @@ class OpenAICompatBackend:
                             finish_reason = _str(choice.get("finish_reason")) or finish_reason
         except httpx.TransportError as exc:
             raise self._transport_error(exc, streaming=True) from exc
+        if not received:
+            # llama-cpp-python checks the prompt's length only after it has opened the stream,
+            # and then closes it without a word; it has no /props to learn its context from.
+            raise StreamBroken(
+                "the server closed the answer stream without sending anything",
+                backend=self.name,
+                fix="if the prompt may be longer than the server's context, shorten it or"
+                " restart the server with a larger context (--n_ctx); otherwise check the"
+                " server log",
+            )
         if not done or finish_reason is None:
             raise StreamBroken(
                 "the answer stream ended before the server finished the answer",

@@ -214,6 +214,12 @@ async def test_an_interrupted_answer_without_a_finish_reason_is_broken() -> None
         await collect(backend(chat((200, body))).stream_chat("m", QUESTION, GenerationOptions()))
 
 
+async def test_a_stream_closed_before_its_first_event_says_the_prompt_may_not_fit() -> None:
+    with pytest.raises(StreamBroken, match="without sending anything") as caught:
+        await collect(backend(chat((200, b""))).stream_chat("m", QUESTION, GenerationOptions()))
+    assert "--n_ctx" in caught.value.fix
+
+
 async def test_a_stream_cut_before_done_is_broken() -> None:
     body = sse(chunk({"content": "Hi"}), chunk({}, "stop"))
     with pytest.raises(StreamBroken):

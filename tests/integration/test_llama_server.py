@@ -95,16 +95,18 @@ async def test_a_streamed_prompt_longer_than_the_context_fails_without_text(
     server: OpenAICompatBackend,
 ) -> None:
     """llama-cpp-python checks the context only after it has opened the stream (reference §3.4):
-    the stream ends empty, so the caller gets StreamBroken and no text, not a silent success."""
+    the stream ends empty, so the caller gets StreamBroken and no text, not a silent success,
+    and the fix names the context as the likely cause."""
     model = await served_model(server)
     too_long = [ChatMessage("user", "word " * (SERVER_CONTEXT + 200))]
     received: list[StreamEvent] = []
 
-    with pytest.raises(StreamBroken):
+    with pytest.raises(StreamBroken, match="without sending anything") as caught:
         async for event in server.stream_chat(model, too_long, SHORT):
             received.append(event)
 
     assert received == []
+    assert "--n_ctx" in caught.value.fix
 
 
 async def test_server_tokens_match_the_in_process_tokenizer(
