@@ -48,6 +48,8 @@ class CachedModelsPanel(CursorList):
         super().__init__(id=id)
         self._models: tuple[CachedModel, ...] = ()
         self._cells: list[tuple[str, ...]] = []
+        self._widths = [len(title) for title in COLUMNS]
+        """Each column's width: its widest cell, title included."""
         self._placeholder = "starting…"
         self.border_title = "Cached models"
         self.border_subtitle = "f8 unload · f9 clear all"
@@ -80,6 +82,7 @@ class CachedModelsPanel(CursorList):
         self._models = tuple(sorted(models, key=lambda m: (m.backend, m.name)))
         moment = time.time() if now is None else now
         self._cells = [_cells(model, moment) for model in self._models]
+        self._widths = [max(map(len, column)) for column in zip(COLUMNS, *self._cells, strict=True)]
         self._placeholder = "no model loaded"
         names = [m.name for m in self._models]
         if keep in names:
@@ -89,11 +92,7 @@ class CachedModelsPanel(CursorList):
         self.refresh(layout=True)
 
     def _line(self, cells: Sequence[str]) -> Content:
-        widths = [
-            max(len(row[column]) for row in (COLUMNS, *self._cells))
-            for column in range(len(COLUMNS))
-        ]
-        padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        padded = (cell.ljust(width) for cell, width in zip(cells, self._widths, strict=True))
         return Content("  ".join(padded))
 
 
