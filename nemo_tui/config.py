@@ -169,7 +169,7 @@ class GeminiBackend(_Section):
 
 
 class EmbeddedBackend(_Section):
-    """llama.cpp running inside nemo-tui (the `local` extra)."""
+    """llama.cpp run by nemo-tui itself, no server needed (the `local` extra)."""
 
     enabled: bool = True
     model_path: str | None = None
@@ -177,6 +177,9 @@ class EmbeddedBackend(_Section):
     n_threads: PositiveInt | None = None
     """CPU threads for generation; unset lets llama.cpp decide."""
     kv_cache_type: KvCacheType = "f16"
+    verbose: bool = False
+    """llama.cpp logs what it loads and allocates, not only its errors (`nemo-tui locate`
+    shows where the log is)."""
 
 
 class Backends(_Section):

@@ -6,6 +6,7 @@
 | user themes     | `<user config dir>/themes/*.yaml`                            |
 | data (metrics)  | `<user data dir>`                                            |
 | cache           | `<user cache dir>`                                           |
+| llama.cpp logs  | `<user cache dir>/embedded/<model>.log`                      |
 
 The user dirs come from platformdirs (`~/.config/nemo-tui` etc. on Linux, honouring XDG_*).
 """
@@ -61,3 +62,8 @@ def data_dir() -> Path:
 def cache_dir() -> Path:
     """Where nemo-tui keeps caches it can rebuild."""
     return user_cache_path(APP_NAME, appauthor=False)
+
+
+def embedded_log_dir() -> Path:
+    """Where the embedded backend's llama.cpp workers write their logs, one file per model."""
+    return cache_dir() / "embedded"

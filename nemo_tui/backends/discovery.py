@@ -1,7 +1,7 @@
 """Which backends exist: build them from the config in fallback order, probe them, describe them.
 
 With the built-in defaults this gives Ollama on its default address (or `$OLLAMA_HOST`), then the
-embedded model when llama-cpp-python and the model are installed, then Gemini when an API key is
+embedded model when xllamacpp and the model are installed, then Gemini when an API key is
 present. The OpenAI-compatible server is used only when the config enables it.
 """
 
@@ -31,23 +31,21 @@ def build_backends(
 
     API keys are read from the environment variables the config names (for Gemini, a key in the
     config file is used when its variable is unset). Gemini is left out without a key, and the
-    embedded backend when llama-cpp-python or its model is missing.
+    embedded backend when xllamacpp or its model is missing.
 
     Args:
         config: The validated configuration.
         transports: Per-backend-name transports used instead of the network (tests).
     """
-    # Imported here, not at the top: the backends pull in httpx (tens of ms and several MB),
-    # which callers that only probe or describe backends, and the dashboard's first frame,
-    # do not need.
-    from nemo_tui.backends.gemini import GeminiBackend
-    from nemo_tui.backends.ollama import OllamaBackend
-    from nemo_tui.backends.openai_compat import OpenAICompatBackend
-
+    # Each backend is imported only when it is used: they pull in httpx (tens of ms and several
+    # MB), which callers that only probe or describe backends, and the dashboard's first frame,
+    # do not need, and every module imported stays in the dashboard's resident memory.
     transports = transports or {}
     section = config.backends
     backends: list[Backend] = []
     if section.ollama.enabled:
+        from nemo_tui.backends.ollama import OllamaBackend
+
         backends.append(
             OllamaBackend(
                 section.ollama.url,
@@ -57,6 +55,8 @@ def build_backends(
             )
         )
     if section.openai.enabled:
+        from nemo_tui.backends.openai_compat import OpenAICompatBackend
+
         key_env = section.openai.api_key_env
         backends.append(
             OpenAICompatBackend(
@@ -74,6 +74,8 @@ def build_backends(
     gemini = section.gemini
     gemini_key = os.environ.get(gemini.api_key_env) or gemini.api_key
     if gemini.enabled and gemini_key:
+        from nemo_tui.backends.gemini import GeminiBackend
+
         backends.append(
             GeminiBackend(
                 gemini.model,
@@ -88,9 +90,10 @@ def build_backends(
 
 
 def _embedded_backend(config: cfg.Config) -> Backend | None:
-    """The in-process llama.cpp backend, or None when it is not installed.
+    """The embedded llama.cpp backend, or None when it cannot run here.
 
-    Imported only here: it pulls in llama-cpp-python, which is slow to import and optional.
+    Imported only here: it pulls in httpx and psutil, which the dashboard's first frame does
+    not need.
     """
     if importlib.util.find_spec(_EMBEDDED_MODULE) is None:
         return None

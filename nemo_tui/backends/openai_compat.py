@@ -11,8 +11,9 @@ of `GenerationOptions` are not sent.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -101,6 +102,9 @@ class OpenAICompatBackend:
         )
         self._tokenize_route: tuple[str, str] | None = None
         self._tokenize_probed = False
+        self._props: _ServerProps | None = None
+        self._counted: tuple[str, int] | None = None
+        """The last text `tokenize` counted, so the answer it is sent for can be checked."""
 
     def __repr__(self) -> str:
         return f"OpenAICompatBackend(name={self.name!r}, url={self.url!r})"
@@ -112,6 +116,7 @@ class OpenAICompatBackend:
         checks the key and names the model being served.
         """
         started = time.perf_counter()
+        self._props = None
         try:
             response = await self._client.get(f"{self.root}/health")
             if response.status_code >= 400 and response.status_code not in _UNSUPPORTED:
@@ -163,17 +168,22 @@ class OpenAICompatBackend:
         """The model the server holds in memory.
 
         llama.cpp, llama-cpp-python and vLLM serve exactly one model, loaded at start, so when
-        `/v1/models` lists one model it is the loaded one. Its size is llama.cpp's `meta.size`
-        (the weights; the KV cache is not included) or 0 when the server does not say. When the
-        server lists several (LM Studio loading on demand, Ollama's `/v1`), which ones are in
-        memory cannot be told from this API, so none are reported.
+        `/v1/models` lists one model it is the loaded one, unless llama.cpp's `/props` says the
+        server is asleep (`--sleep-idle-seconds`: it freed the model and reloads it on the next
+        request). Its size is llama.cpp's `meta.size` (the weights; the KV cache is not
+        included) or 0 when the server does not say. When the server lists several (LM Studio
+        loading on demand, Ollama's `/v1`), which ones are in memory cannot be told from this
+        API, so none are reported.
         """
         entries = [e for e in await self._models() if _model_id(e)]
         if len(entries) != 1:
             return []
         entry = entries[0]
         size = _int(_meta(entry).get("size"))
-        context = await self._server_context() or _int(entry.get("max_model_len"))
+        props = await self._server_props(refresh=True)
+        if props is not None and props.sleeping:
+            return []
+        context = (props.n_ctx if props else None) or _int(entry.get("max_model_len"))
         return [
             LoadedModel(
                 name=_model_id(entry),
@@ -216,11 +226,15 @@ class OpenAICompatBackend:
 
     async def stream_chat(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Stream an answer from `/v1/chat/completions`.
 
         Usage comes from the usage chunk (`stream_options.include_usage`), or from llama.cpp's
-        `timings` when the server sends no usage.
+        `timings` when the server sends no usage. On llama.cpp (known by its `/props`), a prompt
+        that `tokenize` just counted at or above the server's context is refused before it is
+        sent, and prompt progress is asked for: its events let llama.cpp notice a closed stream
+        within one batch while it is still reading the prompt, where it would otherwise read
+        the whole prompt first.
 
         Raises:
             BackendUnavailable: the server cannot be reached.
@@ -241,6 +255,10 @@ class OpenAICompatBackend:
             body["max_tokens"] = options.max_tokens
         if options.temperature is not None:
             body["temperature"] = options.temperature
+        props = await self._server_props()
+        if props is not None:
+            self._check_fits(messages, props)
+            body["return_progress"] = True
         usage: Mapping[str, Any] = {}
         timings: Mapping[str, Any] = {}
         finish_reason: str | None = None
@@ -322,6 +340,7 @@ class OpenAICompatBackend:
                 continue
             self._tokenize_route = (path, field)
             self._tokenize_probed = True
+            self._counted = (text, len(tokens))
             return tokens
         self._tokenize_probed = True
         return None
@@ -347,8 +366,10 @@ class OpenAICompatBackend:
             raise self._error(response.status_code, await read_error_body(response))
         return _entries(decode_json(response, self.name))
 
-    async def _server_context(self) -> int | None:
-        """llama.cpp's per-slot context from `/props`; None on servers without it."""
+    async def _server_props(self, *, refresh: bool = False) -> _ServerProps | None:
+        """llama.cpp's `/props`, read once until the next health probe; None on other servers."""
+        if self._props is not None and not refresh:
+            return self._props
         try:
             response = await self._client.get(f"{self.root}/props")
         except httpx.TransportError:
@@ -359,8 +380,33 @@ class OpenAICompatBackend:
             props = _mapping(response.json())
         except ValueError:
             return None
-        settings = _mapping(props.get("default_generation_settings"))
-        return _int(settings.get("n_ctx")) or _int(props.get("n_ctx"))
+        settings = props.get("default_generation_settings")
+        if not isinstance(settings, dict):
+            return None
+        self._props = _ServerProps(
+            n_ctx=_int(settings.get("n_ctx")) or _int(props.get("n_ctx")),
+            sleeping=props.get("is_sleeping") is True,
+        )
+        return self._props
+
+    def _check_fits(self, messages: list[ChatMessage], props: _ServerProps) -> None:
+        """Refuse a prompt `tokenize` counted at or above the server's context.
+
+        Raises:
+            ContextExceeded: it cannot fit, so sending it would only be refused.
+        """
+        if props.n_ctx is None or self._counted is None:
+            return
+        text, count = self._counted
+        if count < props.n_ctx or text != "\n".join(m.content for m in messages):
+            return
+        raise ContextExceeded(
+            f"the prompt is {count:,} tokens and {self.url} serves a context of"
+            f" {props.n_ctx:,} tokens (its /props), so it was not sent",
+            backend=self.name,
+            fix="shorten the prompt, turn on context truncation, or restart the server with a"
+            " larger context (e.g. -c)",
+        )
 
     def _error(self, status: int | None, error: ErrorBody, *, model: str = "") -> BackendError:
         """Map an OpenAI-family error to a typed error, using its type and code before its text."""
@@ -383,6 +429,16 @@ class OpenAICompatBackend:
         return transport_error(
             exc, backend=self.name, url=self.url, fix=_START_FIX, streaming=streaming
         )
+
+
+@dataclass(frozen=True)
+class _ServerProps:
+    """What llama.cpp's `/props` says about the server."""
+
+    n_ctx: int | None
+    """The context of one slot."""
+    sleeping: bool
+    """The server freed its model after being idle and reloads it on the next request."""
 
 
 def _entries(data: Any) -> list[Mapping[str, Any]]:

@@ -160,6 +160,7 @@ def locate(args: argparse.Namespace) -> int:
         ("bundled themes", str(paths.bundled_themes_dir())),
         ("data dir", str(paths.data_dir())),
         ("cache dir", str(paths.cache_dir())),
+        ("llama.cpp logs", str(paths.embedded_log_dir())),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

@@ -350,7 +350,7 @@ def _batch(
     from nemo_tui.core.catalog import batch_size_for_budget
 
     # Batches above llama.cpp's physical one only pay off on a GPU, and the embedded backend
-    # offloads nothing to one (llama-cpp-python's n_gpu_layers defaults to 0).
+    # runs on the CPU (the xllamacpp wheel is a CPU build).
     on_gpu = gpu_present and spec.backend != "embedded"
     return batch_size_for_budget(spec.architecture, num_ctx, budget, gpu=on_gpu)
 

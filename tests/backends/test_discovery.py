@@ -74,7 +74,7 @@ class FakeBackend:
 
 @pytest.fixture(autouse=True)
 def no_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whether llama-cpp-python is installed must not change these tests."""
+    """Whether the embedded backend can run here must not change these tests."""
     monkeypatch.setattr(discovery, "_embedded_backend", lambda config: None)
 
 

