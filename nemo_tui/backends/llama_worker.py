@@ -117,6 +117,9 @@ def _params(settings: WorkerSettings) -> Any:
     # An HTTP thread stays with a kept-alive connection; with too few, a new connection is
     # closed unanswered while the client still holds an idle one.
     params.n_threads_http = 8
+    # llama-server keeps old prompts' KV state in RAM (up to 8 GiB by default) to reuse them; the
+    # worker would grow with every new prompt past what was estimated and reported.
+    params.cache_ram_mib = 0
     params.sleep_idle_seconds = settings.sleep_idle_s
     params.verbosity = VERBOSE_VERBOSITY if settings.verbose else QUIET_VERBOSITY
     return params

@@ -56,6 +56,10 @@ _TOKENIZE_ROUTES = (
     ("/tokenize", "content"),  # llama.cpp llama-server
     ("/extras/tokenize", "input"),  # llama-cpp-python
 )
+_CONTEXT_FIX = (
+    "shorten the prompt, turn on context truncation, or restart the server with a larger"
+    " context (e.g. -c)"
+)
 _UNSUPPORTED = frozenset({400, 404, 405, 422, 501})
 """Statuses meaning "this server has no such endpoint, or not in this form"."""
 
@@ -103,6 +107,8 @@ class OpenAICompatBackend:
         self._tokenize_route: tuple[str, str] | None = None
         self._tokenize_probed = False
         self._props: _ServerProps | None = None
+        self._props_read = False
+        """Whether `/props` was asked since the last health probe (None means: not llama.cpp)."""
         self._counted: tuple[str, int] | None = None
         """The last text `tokenize` counted, so the answer it is sent for can be checked."""
 
@@ -116,7 +122,7 @@ class OpenAICompatBackend:
         checks the key and names the model being served.
         """
         started = time.perf_counter()
-        self._props = None
+        self._props_read = False
         try:
             response = await self._client.get(f"{self.root}/health")
             if response.status_code >= 400 and response.status_code not in _UNSUPPORTED:
@@ -368,8 +374,10 @@ class OpenAICompatBackend:
 
     async def _server_props(self, *, refresh: bool = False) -> _ServerProps | None:
         """llama.cpp's `/props`, read once until the next health probe; None on other servers."""
-        if self._props is not None and not refresh:
+        if self._props_read and not refresh:
             return self._props
+        self._props_read = True
+        self._props = None
         try:
             response = await self._client.get(f"{self.root}/props")
         except httpx.TransportError:
@@ -404,8 +412,7 @@ class OpenAICompatBackend:
             f"the prompt is {count:,} tokens and {self.url} serves a context of"
             f" {props.n_ctx:,} tokens (its /props), so it was not sent",
             backend=self.name,
-            fix="shorten the prompt, turn on context truncation, or restart the server with a"
-            " larger context (e.g. -c)",
+            fix=_CONTEXT_FIX,
         )
 
     def _error(self, status: int | None, error: ErrorBody, *, model: str = "") -> BackendError:
@@ -417,7 +424,7 @@ class OpenAICompatBackend:
                 error.message,
                 backend=self.name,
                 status=status,
-                fix="shorten the prompt or restart the server with a larger context (e.g. -c)",
+                fix=_CONTEXT_FIX,
             )
         if code == "model_not_found" or kind == "not_found_error":
             return classify_error(self.name, 404, error.message, model=model)

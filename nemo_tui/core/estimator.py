@@ -11,8 +11,10 @@ allocated byte counts, so the GPU figure is that estimator's as it stands. In sy
 kernel backs a page only once it is written, so the CPU figure counts the compute memory a
 prompt that fills the context really writes: the graph without the logits rows nobody asks for,
 plus the CPU backend's work buffer. It is the peak while answering such a prompt, which is what
-decides whether a model fits. Sliding-window layers and recurrent state are not modelled; both
-make the true figure smaller, so the estimate errs on the side of not running out of memory.
+decides whether a model fits, when attention is computed without flash attention; llama.cpp now
+uses flash attention on CPUs, which needs far less (see `estimate_memory`). Sliding-window
+layers and recurrent state are not modelled either; both make the true figure smaller, so the
+estimate errs on the side of not running out of memory.
 """
 
 from __future__ import annotations
@@ -62,21 +64,28 @@ that stay at higher precision (gollama's table, reference §2.8).
 KV_BYTES_PER_ELEMENT: dict[str, float] = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 """Bytes per cached value: ggml's real block sizes (a q8_0 block stores 32 values in 34 bytes)."""
 
-CPU_RUNTIME_MB = 28.0
+CPU_RUNTIME_MB = 37.0
 """Fixed memory of the inference runtime itself, on any device, whatever the model or context.
 
-Measured with llama-cpp-python 0.3.36 on Linux x86-64 (bench/bench_estimator.py): importing
-it grows the resident set by 20.4 MB (numpy and the llama.cpp libraries); loading a model adds
-2-4 MB beyond its weights, KV cache and tokenizer (the context's bookkeeping and the file's
-header pages), and the first answer about 4.5 MB more (worker threads, sampler, chat-template
-formatter). An Ollama runner is a separate process of the same order. The CUDA figure below is
+Measured on the embedded backend's worker process (xllamacpp 2026.10.11549, Linux x86-64,
+bench/bench_estimator.py), whose whole resident set is the model's memory. Over SmolLM2-135M
+loads at 512, 2048 and 8192 tokens with f16 and q8_0 KV caches, the worker's peak RSS while
+answering a prompt that fills the context is 53.1-57.2 MB (median 55.8 MB) above the buffers
+llama.cpp reports allocating (model, KV cache, compute, output). This constant is that median
+less the tokenizer term below (18.75 MB for SmolLM2's 49,152 tokens): 37 MB. Of it, 22.5 MB is a
+fresh interpreter that has imported the worker module and xllamacpp; the rest comes with loading
+and serving (llama-server's threads and slot state, the request being answered). It was 28 MB
+when llama.cpp ran inside nemo-tui's own process through llama-cpp-python 0.3.36 (20.4 MB for
+its import). An Ollama runner is a separate process of the same order. The CUDA figure below is
 not used for CPU loads: it is a per-GPU driver reservation and would triple the estimate of a
 135M model.
 """
 
 TOKENIZER_BYTES_PER_TOKEN = 400
 """Tokenizer tables grow with the vocabulary: loading only the 49,152-token SmolLM2 vocabulary
-(with its merges) added 18.5 MB, about 400 bytes per token."""
+(with its merges) added 18.5 MB, about 400 bytes per token (measured in-process with
+llama-cpp-python 0.3.36; in the worker it cannot be told apart from the runtime, whose constant
+above is measured net of it)."""
 
 GPU_MINIMUM_MB = 457.0
 """Ollama's per-GPU minimum reservation for CUDA/ROCm (reference §2.1), added only for GPU loads."""
@@ -95,9 +104,10 @@ CPU_MAX_BATCH = 512
 """Largest prompt batch worth choosing for a model in system RAM.
 
 It is llama.cpp's default physical batch (`n_ubatch`), the most tokens one compute pass holds;
-the embedded backend never passes a larger one. On a CPU prompt throughput is flat from 32 to
-2048 tokens per batch (bench/bench_batch.py: 0.97-1.05x against 32), while the compute memory
-grows with the batch.
+the embedded backend never passes a larger one, so a larger logical batch computes the same
+passes while the compute memory grows with the batch. Up to it a larger batch pays on a CPU
+too: 512 evaluates a prompt 1.4x as fast as 32 in the embedded backend (bench/bench_batch.py,
+xllamacpp; it was flat, 0.97-1.05x, with llama-cpp-python 0.3.36).
 """
 ATTENTION_SCORE_BYTES = 2
 """Bytes per attention score in the CPU backend's work buffer: ggml-cpu multiplies the f32
@@ -211,9 +221,15 @@ def estimate_memory(
       of logits a completion reads; the other rows are reserved but never written. The last is
       ggml-cpu's work buffer, an f16 copy of the scores for the product with the V cache.
 
-    Overhead = runtime + tokenizer, plus the per-GPU minimum when `gpu` is set. On SmolLM2-135M
-    the RAM figure is within 3 % (above) of the peak resident memory of a prompt that fills a
-    512-, 2048- or 8192-token context (bench/bench_estimator.py).
+    Overhead = runtime + tokenizer, plus the per-GPU minimum when `gpu` is set.
+
+    Measured on SmolLM2-135M in the embedded backend (bench/bench_estimator.py), the RAM figure
+    is 3-4 % above the worker's peak resident memory answering a prompt that fills a 512-token
+    context (f16 or q8_0 KV cache), but 22-24 % above at 2048 tokens and 60-80 % above at 8192:
+    llama.cpp computes attention with flash attention on the CPU, which never holds the
+    c x b x h scores, so its compute buffer stays at 15-23 MB where the RAM compute term counts
+    19-237 MB. That errs on the safe side (a smaller context than would fit), and is not
+    modelled yet: the estimate does not know whether the server uses flash attention.
 
     Args:
         arch: The model's figures.

@@ -570,3 +570,13 @@ async def test_other_protocol_errors_are_not_retried() -> None:
     with pytest.raises(BackendUnavailable):
         await backend(server).tokenize("m", "ab")
     assert server.paths() == ["/tokenize"]
+
+
+async def test_a_server_without_props_is_asked_once_until_the_next_probe() -> None:
+    server = chat((200, SPEC_STREAM))
+    openai = backend(server)
+
+    await collect(openai.stream_chat("m", QUESTION, GenerationOptions()))
+    await collect(openai.stream_chat("m", QUESTION, GenerationOptions()))
+
+    assert server.paths().count("/props") == 1
