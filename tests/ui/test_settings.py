@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nemo_tui.config import load_config
+from nemo_tui.ui.widgets.recommendation_panel import RecommendationPanel
 from nemo_tui.ui.widgets.settings_panel import SETTING_KEYS, SettingsPanel
 from tests.ui.support import make_rig, settle, started
 
@@ -85,8 +86,15 @@ async def test_a_click_flips_the_switch_it_lands_on(tmp_path: Path) -> None:
     async with rig.app.run_test(size=(120, 40)) as pilot:
         await started(pilot)
         panel = rig.app.screen.query_one(SettingsPanel)
+        recommendation = rig.app.screen.query_one(RecommendationPanel)
         row = SETTING_KEYS.index("optimization.batch_optimization")
         assert "[x] Batch optimization" in str(panel.render())
+        # The side column scrolls, and the panels above the settings grow as the engine fills
+        # them in: the switch is clicked once it is drawn on screen where it will stay.
+        await settle(pilot, lambda: "Why" in str(recommendation.render()))
+        panel.scroll_visible(animate=False, immediate=True)
+        await pilot.pause()
+        assert rig.app.screen.region.contains_region(panel.region)
         # Inside the border (1 cell) and the padding (1 cell), on the switch's line.
         await pilot.click(SettingsPanel, offset=(3, 1 + row))
         await settle(pilot, lambda: not rig.engine.config.optimization.batch_optimization)
