@@ -37,12 +37,12 @@ from nemo_tui.backends.base import (
 )
 from nemo_tui.backends.http import (
     ErrorBody,
-    connection_problem,
     decode_json,
     iter_sse_data,
     make_client,
     parse_error_body,
     parse_stream_json,
+    probe_failure,
     read_error_body,
     request_timeout,
     transport_error,
@@ -118,8 +118,8 @@ class GeminiBackend:
             response = await self._client.get(
                 f"models/{self._model_for(self.model)}", timeout=request_timeout(probe_s, probe_s)
             )
-        except httpx.TransportError as exc:
-            return self._down(f"{connection_problem(exc)} — check the internet connection")
+        except httpx.RequestError as exc:
+            return self._down(probe_failure(exc, "check the internet connection"))
         latency_ms = (time.perf_counter() - started) * 1000
         if response.status_code == 404:
             return BackendHealth(
@@ -224,7 +224,7 @@ class GeminiBackend:
                 self._replacements[requested] = replacement
                 current = replacement
                 replaced = True
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise transport_error(
                 exc,
                 backend=self.name,
@@ -281,7 +281,7 @@ class GeminiBackend:
         for _ in range(_MAX_MODEL_PAGES):
             try:
                 response = await self._client.get("models", params=params)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 raise transport_error(
                     exc, backend=self.name, url=self.url, fix="", streaming=False
                 ) from exc

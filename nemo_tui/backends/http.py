@@ -28,6 +28,7 @@ _DECODER = json.JSONDecoder()
 _JSON_WHITESPACE = " \t\n\r"
 _UNANSWERED = "without sending a response"
 """What httpcore says when a request's connection closes before any response."""
+_UNDECODABLE_FIX = "check that the URL points at the right server, and any proxy in between"
 _MAX_MESSAGE_CHARS = 300
 """Raw error bodies (an HTML proxy page, a traceback) are cut to this length for display."""
 
@@ -225,12 +226,14 @@ def decode_json(response: httpx.Response, backend: str) -> Any:
 
 
 def transport_error(
-    exc: httpx.TransportError, *, backend: str, url: str, fix: str, streaming: bool
+    exc: httpx.RequestError, *, backend: str, url: str, fix: str, streaming: bool
 ) -> BackendError:
-    """Turn an httpx transport failure into the typed error the engine acts on.
+    """Turn an httpx request failure into the typed error the engine acts on.
 
     Connection failures mean the backend is unavailable (the engine falls back). A read failure or
-    dropped connection during a streamed answer means the answer is incomplete.
+    dropped connection during a streamed answer means the answer is incomplete. A body that cannot
+    be decoded (a wrong `Content-Encoding`, from the server or a proxy) is a broken response:
+    a broken stream while answering, a backend error otherwise.
 
     Args:
         exc: What httpx raised.
@@ -240,8 +243,14 @@ def transport_error(
         streaming: True when the failure happened while an answer was being streamed.
     """
     problem = connection_problem(exc)
+    if isinstance(exc, httpx.DecodingError) and not streaming:
+        return BackendError(
+            f"{url} answered with a body that cannot be decoded ({problem})",
+            backend=backend,
+            fix=_UNDECODABLE_FIX,
+        )
     if streaming and isinstance(
-        exc, httpx.ReadTimeout | httpx.RemoteProtocolError | httpx.ReadError
+        exc, httpx.ReadTimeout | httpx.RemoteProtocolError | httpx.ReadError | httpx.DecodingError
     ):
         return StreamBroken(
             f"the answer from {url} stopped before it was complete ({problem})", backend=backend
@@ -255,8 +264,16 @@ def transport_error(
     return BackendUnavailable(f"cannot connect to {url}: {problem}", backend=backend, fix=fix)
 
 
-def connection_problem(exc: httpx.TransportError) -> str:
-    """A short reason for a transport failure: `connection refused`, `connect timeout`, ..."""
+def probe_failure(exc: httpx.RequestError, fix: str) -> str:
+    """Why a health probe failed, with what to do: `fix` when the server could not be reached,
+    a check of the address when something answered with a body that cannot be decoded."""
+    if isinstance(exc, httpx.DecodingError):
+        fix = _UNDECODABLE_FIX
+    return f"{connection_problem(exc)} — {fix}"
+
+
+def connection_problem(exc: httpx.RequestError) -> str:
+    """A short reason for a request failure: `connection refused`, `connect timeout`, ..."""
     if isinstance(exc, httpx.ConnectTimeout):
         return "connect timeout"
     if isinstance(exc, httpx.ReadTimeout):
@@ -269,6 +286,8 @@ def connection_problem(exc: httpx.TransportError) -> str:
             return "connection refused"
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
         return f"connection dropped: {text}" if text else "connection dropped"
+    if isinstance(exc, httpx.DecodingError):
+        return f"undecodable body: {text}" if text else "undecodable body"
     return text or type(exc).__name__
 
 
@@ -303,7 +322,7 @@ async def drain(rest: AsyncIterator[object]) -> None:
     Args:
         rest: The iterator that was reading the body, positioned after the final message.
     """
-    with contextlib.suppress(TimeoutError, httpx.TransportError):
+    with contextlib.suppress(TimeoutError, httpx.RequestError):
         async with asyncio.timeout(DRAIN_TIMEOUT_S):
             async for _ in rest:
                 pass

@@ -37,13 +37,13 @@ from nemo_tui.backends.base import (
 )
 from nemo_tui.backends.http import (
     SMALL_READ_TIMEOUT_S,
-    connection_problem,
     decode_json,
     drain,
     iter_line_batches,
     make_client,
     parse_error_body,
     parse_stream_json,
+    probe_failure,
     read_error_body,
     request_timeout,
     transport_error,
@@ -193,8 +193,8 @@ class OllamaBackend:
         started = time.perf_counter()
         try:
             response = await self._client.get("/api/version")
-        except httpx.TransportError as exc:
-            return self._down(f"{connection_problem(exc)} — start it with `ollama serve`")
+        except httpx.RequestError as exc:
+            return self._down(probe_failure(exc, "start it with `ollama serve`"))
         if response.status_code >= 400:
             error = parse_error_body(response.content, http_status=response.status_code)
             return self._down(f"HTTP {response.status_code}: {error.message}")
@@ -372,7 +372,7 @@ class OllamaBackend:
                                 await drain(batches)
                                 yield _stream_end(chunk)
                                 return
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise self._transport_error(exc, streaming=True) from exc
         raise StreamBroken(
             "Ollama's answer stream ended before its final message",
@@ -398,7 +398,7 @@ class OllamaBackend:
     async def _get_json(self, path: str) -> Any:
         try:
             response = await self._client.get(path)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise self._transport_error(exc, streaming=False) from exc
         if response.status_code >= 400:
             error = await read_error_body(response)
@@ -416,14 +416,14 @@ class OllamaBackend:
         timeout = request_timeout(self._connect_timeout_s, read_timeout_s)
         try:
             response = await self._client.post(path, json=body, timeout=timeout)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise self._transport_error(exc, streaming=False) from exc
         if response.status_code >= 400:
             error = await read_error_body(response)
             raise classify_error(self.name, response.status_code, error.message, model=model)
         return decode_json(response, self.name)
 
-    def _transport_error(self, exc: httpx.TransportError, *, streaming: bool) -> BackendError:
+    def _transport_error(self, exc: httpx.RequestError, *, streaming: bool) -> BackendError:
         return transport_error(
             exc,
             backend=self.name,

@@ -37,13 +37,13 @@ from nemo_tui.backends.base import (
 )
 from nemo_tui.backends.http import (
     ErrorBody,
-    connection_problem,
     decode_json,
     drain,
     iter_sse_data,
     make_client,
     parse_error_body,
     parse_stream_json,
+    probe_failure,
     read_error_body,
     request_timeout,
     transport_error,
@@ -129,8 +129,8 @@ class OpenAICompatBackend:
                 error = parse_error_body(response.content, http_status=response.status_code)
                 return self._down(f"not ready: {error.message}")
             response = await self._client.get("models")
-        except httpx.TransportError as exc:
-            return self._down(f"{connection_problem(exc)} — {_START_FIX}")
+        except httpx.RequestError as exc:
+            return self._down(probe_failure(exc, _START_FIX))
         if response.status_code in (401, 403):
             return self._down(f"the API key was refused — {self._auth_fix()}")
         if response.status_code >= 400:
@@ -299,7 +299,7 @@ class OpenAICompatBackend:
                             if isinstance(content, str) and content:
                                 yield TokenChunk(content)
                             finish_reason = _str(choice.get("finish_reason")) or finish_reason
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise self._transport_error(exc, streaming=True) from exc
         if not received:
             # llama-cpp-python checks the prompt's length only after it has opened the stream,
@@ -335,7 +335,7 @@ class OpenAICompatBackend:
                 body["add_special"] = False
             try:
                 response = await self._client.post(f"{self.root}{path}", json=body)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 raise self._transport_error(exc, streaming=False) from exc
             if response.status_code in _UNSUPPORTED:
                 continue
@@ -366,7 +366,7 @@ class OpenAICompatBackend:
     async def _models(self) -> list[Mapping[str, Any]]:
         try:
             response = await self._client.get("models")
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise self._transport_error(exc, streaming=False) from exc
         if response.status_code >= 400:
             raise self._error(response.status_code, await read_error_body(response))
@@ -380,7 +380,7 @@ class OpenAICompatBackend:
         self._props = None
         try:
             response = await self._client.get(f"{self.root}/props")
-        except httpx.TransportError:
+        except httpx.RequestError:
             return None
         if response.status_code >= 400:
             return None
@@ -432,7 +432,7 @@ class OpenAICompatBackend:
             return AuthError(error.message, backend=self.name, status=status, fix=self._auth_fix())
         return classify_error(self.name, status, error.message, model=model)
 
-    def _transport_error(self, exc: httpx.TransportError, *, streaming: bool) -> BackendError:
+    def _transport_error(self, exc: httpx.RequestError, *, streaming: bool) -> BackendError:
         return transport_error(
             exc, backend=self.name, url=self.url, fix=_START_FIX, streaming=streaming
         )

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from nemo_tui.backends.base import (
+    BackendError,
     BackendUnavailable,
     ChatMessage,
     ContextExceeded,
@@ -23,6 +24,9 @@ from nemo_tui.backends.base import (
     TokenChunk,
 )
 from nemo_tui.backends.ollama import OllamaBackend, ollama_base_url
+from nemo_tui.config import Config
+from nemo_tui.core.memory import SimulatedSampler
+from nemo_tui.engine import Engine
 
 from .support import MockServer, TrackedStream, collect, connect_timeout, ndjson, refuse
 
@@ -511,3 +515,48 @@ async def test_a_body_that_never_ends_after_the_final_message_still_completes() 
             events.append(event)
     await backend.aclose()
     assert [type(e).__name__ for e in events] == ["TokenChunk", "StreamEnd"]
+
+
+def undecodable(request: httpx.Request) -> httpx.Response:
+    """A body that claims gzip but is not: a misconfigured proxy, or another server."""
+    return httpx.Response(
+        200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip at all")
+    )
+
+
+async def test_health_with_an_undecodable_body_is_down_and_says_to_check_the_address() -> None:
+    server = MockServer({("GET", "/api/version"): undecodable})
+
+    health = await backend(server).health()
+
+    assert not health.up
+    assert "undecodable body" in health.detail
+    assert "right server" in health.detail and "ollama serve" not in health.detail
+
+
+async def test_an_undecodable_model_list_is_a_backend_error() -> None:
+    server = MockServer({("GET", "/api/tags"): undecodable})
+
+    with pytest.raises(BackendError) as caught:
+        await backend(server).list_installed()
+
+    assert "cannot be decoded" in caught.value.message and caught.value.fix
+
+
+async def test_an_undecodable_answer_is_a_broken_stream() -> None:
+    server = MockServer({("POST", "/api/chat"): undecodable})
+
+    with pytest.raises(StreamBroken):
+        await collect(backend(server).stream_chat("tinyllama", QUESTION, GenerationOptions()))
+
+
+async def test_an_engine_starts_when_ollama_answers_undecodable_bodies() -> None:
+    server = MockServer({("GET", "/api/version"): undecodable, ("GET", "/api/tags"): undecodable})
+    engine = Engine(
+        Config(), sampler=SimulatedSampler(8192, 6144), backends=[backend(server)], monitor=False
+    )
+
+    healths = await engine.start()
+    await engine.aclose()
+
+    assert [h.up for h in healths] == [False]

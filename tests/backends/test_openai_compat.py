@@ -7,6 +7,7 @@ import pytest
 
 from nemo_tui.backends.base import (
     AuthError,
+    BackendError,
     BackendUnavailable,
     ChatMessage,
     ContextExceeded,
@@ -580,3 +581,20 @@ async def test_a_server_without_props_is_asked_once_until_the_next_probe() -> No
     await collect(openai.stream_chat("m", QUESTION, GenerationOptions()))
 
     assert server.paths().count("/props") == 1
+
+
+async def test_an_undecodable_token_count_is_a_backend_error_not_a_crash() -> None:
+    def undecodable(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
+        )
+
+    server = MockServer({("POST", "/tokenize"): undecodable, ("GET", "/health"): undecodable})
+    openai = backend(server)
+
+    with pytest.raises(BackendError) as caught:
+        await openai.tokenize("m", "ab")
+    health = await openai.health()
+
+    assert "cannot be decoded" in caught.value.message
+    assert not health.up and "undecodable body" in health.detail
