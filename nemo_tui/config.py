@@ -167,6 +167,15 @@ class GeminiBackend(_Section):
     url: str = "https://generativelanguage.googleapis.com/v1beta"
     timeout_s: PositiveFloat = 10.0
 
+    def __repr__(self) -> str:
+        # A traceback that shows locals, or a debug print, must not show the key.
+        key = "***" if self.api_key else None
+        return (
+            f"GeminiBackend(enabled={self.enabled!r}, model={self.model!r},"
+            f" api_key_env={self.api_key_env!r}, api_key={key!r}, url={self.url!r},"
+            f" timeout_s={self.timeout_s!r})"
+        )
+
 
 class EmbeddedBackend(_Section):
     """llama.cpp run by nemo-tui itself, no server needed (the `local` extra)."""

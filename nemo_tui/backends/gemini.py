@@ -45,6 +45,8 @@ from nemo_tui.backends.http import (
     probe_failure,
     read_error_body,
     request_timeout,
+    scrub,
+    secret_or_none,
     transport_error,
 )
 from nemo_tui.core.catalog import ModelArchitecture
@@ -89,6 +91,7 @@ class GeminiBackend:
         self.model = _bare_id(model)
         self.url = base_url.rstrip("/")
         self.api_key_env = api_key_env
+        api_key = secret_or_none(api_key)
         self._api_key = api_key or ""
         self._timeout_s = timeout_s
         headers = {"x-goog-api-key": api_key} if api_key else {}
@@ -246,7 +249,7 @@ class GeminiBackend:
         return self._replacements.get(model, model)
 
     def _down(self, detail: str) -> BackendHealth:
-        return BackendHealth(self.name, self.url, up=False, detail=detail)
+        return BackendHealth(self.name, self.url, up=False, detail=self._scrub(detail))
 
     async def _current_flash_model(self, *, exclude: str) -> str | None:
         """The newest stable non-lite flash model that can generate content.
@@ -345,7 +348,7 @@ class GeminiBackend:
         return BackendError(message, backend=self.name, status=status)
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
+        return scrub(text, self._api_key)
 
 
 class _StreamState:

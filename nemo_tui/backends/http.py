@@ -264,6 +264,18 @@ def transport_error(
     return BackendUnavailable(f"cannot connect to {url}: {problem}", backend=backend, fix=fix)
 
 
+def secret_or_none(value: str | None) -> str | None:
+    """An API key as it may be sent: without the whitespace or line end a `.env` file or a
+    quoted YAML value leaves around it; None when nothing is left."""
+    stripped = (value or "").strip()
+    return stripped or None
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """`text` with `secret` replaced by `***`, for anything a server or httpx might echo."""
+    return text.replace(secret, "***") if secret else text
+
+
 def probe_failure(exc: httpx.RequestError, fix: str) -> str:
     """Why a health probe failed, with what to do: `fix` when the server could not be reached,
     a check of the address when something answered with a body that cannot be decoded."""
@@ -274,6 +286,12 @@ def probe_failure(exc: httpx.RequestError, fix: str) -> str:
 
 def connection_problem(exc: httpx.RequestError) -> str:
     """A short reason for a request failure: `connection refused`, `connect timeout`, ..."""
+    if isinstance(exc, httpx.LocalProtocolError):
+        # Its text quotes the offending header, which may be an API key.
+        return (
+            "the request could not be sent: a header value (such as the API key) holds a"
+            " character HTTP does not allow"
+        )
     if isinstance(exc, httpx.ConnectTimeout):
         return "connect timeout"
     if isinstance(exc, httpx.ReadTimeout):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -46,6 +46,8 @@ from nemo_tui.backends.http import (
     probe_failure,
     read_error_body,
     request_timeout,
+    scrub,
+    secret_or_none,
     transport_error,
 )
 from nemo_tui.core.catalog import ModelArchitecture
@@ -100,7 +102,8 @@ class OpenAICompatBackend:
         """Where llama.cpp serves its extras (`/health`, `/props`, `/tokenize`)."""
         self._connect_timeout_s = connect_timeout_s
         self._api_key_env = api_key_env
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._api_key = secret_or_none(api_key)
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         self._client = make_client(
             self.url, connect_timeout_s=connect_timeout_s, transport=transport, headers=headers
         )
@@ -356,7 +359,7 @@ class OpenAICompatBackend:
         await self._client.aclose()
 
     def _down(self, detail: str) -> BackendHealth:
-        return BackendHealth(self.name, self.url, up=False, detail=detail)
+        return BackendHealth(self.name, self.url, up=False, detail=scrub(detail, self._api_key))
 
     def _auth_fix(self) -> str:
         if self._api_key_env:
@@ -417,6 +420,7 @@ class OpenAICompatBackend:
 
     def _error(self, status: int | None, error: ErrorBody, *, model: str = "") -> BackendError:
         """Map an OpenAI-family error to a typed error, using its type and code before its text."""
+        error = replace(error, message=scrub(error.message, self._api_key))
         kind = (error.type or "").lower()
         code = (error.code or "").lower()
         if kind == "exceed_context_size_error" or code == "context_length_exceeded":

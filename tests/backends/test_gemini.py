@@ -403,3 +403,14 @@ async def test_a_cloud_model_uses_no_local_memory() -> None:
 def test_the_key_is_not_in_the_repr() -> None:
     gemini = GeminiBackend(MODEL, api_key=KEY)
     assert KEY not in repr(gemini)
+
+
+async def test_a_key_read_with_a_line_end_is_sent_without_it() -> None:
+    info = {"name": f"models/{MODEL}", "version": "001", "inputTokenLimit": 1048576}
+    server = MockServer({("GET", f"/v1beta/models/{MODEL}"): (200, info)})
+    gemini = backend(server, api_key=f"{KEY}\r\n")
+
+    health = await gemini.health()
+
+    assert health.up
+    assert server.requests[0].headers["x-goog-api-key"] == KEY

@@ -598,3 +598,23 @@ async def test_an_undecodable_token_count_is_a_backend_error_not_a_crash() -> No
 
     assert "cannot be decoded" in caught.value.message
     assert not health.up and "undecodable body" in health.detail
+
+
+async def test_a_key_read_with_a_line_end_is_sent_without_it() -> None:
+    server = chat((200, SPEC_STREAM))
+    openai = backend(server, api_key=f"  {SECRET}\r\n")
+
+    await collect(openai.stream_chat("m", QUESTION, GenerationOptions()))
+
+    assert server.requests[-1].headers["authorization"] == f"Bearer {SECRET}"
+
+
+async def test_a_server_that_echoes_the_key_does_not_show_it() -> None:
+    echo = {"error": {"message": f"key {SECRET} is not allowed here", "type": "server_error"}}
+    server = chat((500, echo))
+    openai = backend(server, api_key=SECRET)
+
+    with pytest.raises(BackendError) as caught:
+        await collect(openai.stream_chat("m", QUESTION, GenerationOptions()))
+
+    assert SECRET not in caught.value.one_line() and "***" in caught.value.message
