@@ -48,6 +48,9 @@ from tests.fakes.ollama_wire import (
     int_option,
 )
 
+SETTLE_S = 2.0
+"""Longest `advance_clock` waits for requests in flight to end."""
+
 
 @dataclass
 class Runner:
@@ -209,9 +212,20 @@ class FakeOllama:
             self._faults.append(PlannedFault(Fault(kind), seconds, after_tokens, message))
 
     def advance_clock(self, seconds: float) -> None:
-        """Move the server's clock forward, so keep_alive timers fire without waiting."""
-        with self._lock:
-            self._clock_offset += seconds
+        """Move the server's clock forward, so keep_alive timers fire without waiting.
+
+        A model's idle timer starts when its request ends, just after the final message is sent,
+        so a client can act on a reply before it starts. The clock moves once no request is in
+        flight (or after `SETTLE_S`), as it would for a client that waited a moment.
+        """
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            with self._lock:
+                busy = any(r.in_flight for r in self._runners.values())
+                if not busy or time.monotonic() > deadline:
+                    self._clock_offset += seconds
+                    return
+            time.sleep(0.002)
 
     def loaded(self) -> dict[str, float]:
         """Loaded model names and their memory in MB, after expiring idle ones."""
