@@ -9,11 +9,13 @@ log line or a repr; error texts are scrubbed of it in case a server ever echoes 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -94,7 +96,12 @@ class GeminiBackend:
         api_key = secret_or_none(api_key)
         self._api_key = api_key or ""
         self._timeout_s = timeout_s
-        headers = {"x-goog-api-key": api_key} if api_key else {}
+        # Anyone on the path could read a key sent over plain http, so it is sent that way only
+        # to this machine (a local proxy or test server), never across a network.
+        self._plain_http = not self.url.lower().startswith("https://") and not _is_loopback(
+            self.url
+        )
+        headers = {"x-goog-api-key": api_key} if api_key and not self._plain_http else {}
         self._client = make_client(
             self.url,
             connect_timeout_s=timeout_s,
@@ -115,6 +122,9 @@ class GeminiBackend:
         """
         if not self._api_key:
             return self._down(f"no API key: set ${self.api_key_env}")
+        if self._plain_http:
+            refusal = self._plain_http_refusal()
+            return self._down(f"{refusal.message} — {refusal.fix}")
         started = time.perf_counter()
         probe_s = min(self._timeout_s, _HEALTH_TIMEOUT_S)
         try:
@@ -192,6 +202,8 @@ class GeminiBackend:
         """
         if not self._api_key:
             raise AuthError("no Gemini API key", backend=self.name, fix=f"set ${self.api_key_env}")
+        if self._plain_http:
+            raise self._plain_http_refusal()
         requested = _bare_id(model)
         current = self._model_for(requested)
         body = _request_body(messages, options)
@@ -247,6 +259,14 @@ class GeminiBackend:
     def _model_for(self, model: str) -> str:
         """The model to call for a requested ID: itself, or what replaced it."""
         return self._replacements.get(model, model)
+
+    def _plain_http_refusal(self) -> AuthError:
+        return AuthError(
+            f"the API key is not sent to {self.url}: it is plain http to another machine,"
+            " readable on the way",
+            backend=self.name,
+            fix="set backends.gemini.url to an https:// address",
+        )
 
     def _down(self, detail: str) -> BackendHealth:
         return BackendHealth(self.name, self.url, up=False, detail=self._scrub(detail))
@@ -460,3 +480,14 @@ def _request_body(messages: list[ChatMessage], options: GenerationOptions) -> di
     if config:
         body["generationConfig"] = config
     return body
+
+
+def _is_loopback(url: str) -> bool:
+    """Whether `url` names this machine (`localhost`, 127.0.0.0/8, `::1`)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -414,3 +414,29 @@ async def test_a_key_read_with_a_line_end_is_sent_without_it() -> None:
 
     assert health.up
     assert server.requests[0].headers["x-goog-api-key"] == KEY
+
+
+async def test_a_plain_http_url_to_another_machine_never_gets_the_key() -> None:
+    server = stream((200, ANSWER), path="/v1beta/models/gemini-3.5-flash:streamGenerateContent")
+    gemini = GeminiBackend(
+        MODEL, api_key=KEY, base_url="http://gemini.example/v1beta", transport=server.transport()
+    )
+
+    health = await gemini.health()
+    with pytest.raises(AuthError):
+        await collect(gemini.stream_chat(MODEL, CONVERSATION, GenerationOptions()))
+
+    assert not health.up and "plain http" in health.detail
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/v1beta", "http://localhost/v1beta", "http://[::1]:9/v1beta"]
+)
+async def test_plain_http_to_this_machine_may_carry_the_key(url: str) -> None:
+    info = {"name": f"models/{MODEL}", "version": "001", "inputTokenLimit": 1048576}
+    server = MockServer({("GET", f"/v1beta/models/{MODEL}"): (200, info)})
+    gemini = GeminiBackend(MODEL, api_key=KEY, base_url=url, transport=server.transport())
+
+    assert (await gemini.health()).up
+    assert server.requests[0].headers["x-goog-api-key"] == KEY
