@@ -308,6 +308,15 @@ def parse_config(text: str, *, source: str | None = None) -> Config:
             line=mark.line + 1 if mark is not None else None,
             fix="fix the YAML syntax (indentation, colons, quotes)",
         ) from exc
+    duplicate = _duplicate_key(text)
+    if duplicate is not None:
+        key, line = duplicate
+        raise ConfigError(
+            f"'{key}' is set twice in the same section",
+            path=source,
+            line=line,
+            fix="keep one of the two lines (YAML would silently use the last)",
+        )
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -323,6 +332,28 @@ def parse_config(text: str, *, source: str | None = None) -> Config:
         raise _explain(exc, text, source) from exc
     _check_consistency(config, source)
     return config
+
+
+def _duplicate_key(text: str) -> tuple[str, int] | None:
+    """The first key given twice in one mapping, and the line of its second use; None if none.
+
+    The loader keeps the last of two equal keys without a word, and the settings writer refuses
+    such a file, so both reject it here, before either acts on it.
+    """
+    stack = [yaml.compose(text, Loader=_YAML_LOADER)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    if key_node.value in seen:
+                        return key_node.value, key_node.start_mark.line + 1
+                    seen.add(key_node.value)
+                stack.append(value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return None
 
 
 def _check_consistency(config: Config, source: str | None) -> None:

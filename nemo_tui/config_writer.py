@@ -105,8 +105,8 @@ def save_settings(path: Path, updates: Mapping[str, SettingValue]) -> None:
     buffer = io.StringIO()
     yaml.dump(document, buffer)
     text = buffer.getvalue()
-    parse_config(text, source=str(path))
-    _write_atomically(path, text)
+    saved = parse_config(text, source=str(path))
+    _write_atomically(path, text, private=saved.backends.gemini.api_key is not None)
 
 
 def _load(yaml: YAML, path: Path) -> CommentedMap:
@@ -124,10 +124,14 @@ def _load(yaml: YAML, path: Path) -> CommentedMap:
     try:
         loaded = yaml.load(text)
     except YAMLError as exc:
+        # The parser's own message quotes the lines it read, which may hold an API key.
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(
-            f"cannot save settings, the file is not valid YAML: {exc}",
+            f"cannot save settings, the file is not valid YAML{where}",
             path=str(path),
-            fix="fix the YAML syntax, then change the setting again",
+            fix="fix the YAML there (`nemo-tui check-config` shows the problem), then change"
+            " the setting again",
         ) from exc
     if loaded is None:
         return CommentedMap()
@@ -149,12 +153,15 @@ def _set(node: CommentedMap, parts: list[str], value: SettingValue) -> None:
     node[parts[-1]] = value
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str, *, private: bool) -> None:
+    """Replace `path` with `text`; `private` keeps it to its owner (the text holds a key)."""
     temp_name: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # mkstemp makes the file private; a saved config keeps the mode the user gave it.
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        if private:
+            mode &= 0o700
         handle, temp_name = tempfile.mkstemp(prefix=".config-", suffix=".yaml", dir=path.parent)
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)

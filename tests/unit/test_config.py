@@ -125,3 +125,20 @@ def test_dumped_config_masks_the_api_key() -> None:
     dumped = dump_config_yaml(config)
     assert "AIza-secret-value" not in dumped
     assert "api_key: '***'" in dumped
+
+
+def test_a_key_given_twice_is_refused_with_its_line_and_no_values() -> None:
+    text = "backends:\n  gemini:\n    api_key: AIza-first\n    api_key: AIza-second\n"
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="config.yaml")
+
+    shown = caught.value.one_line()
+    assert "'api_key' is set twice" in shown and "config.yaml:4" in shown
+    assert "AIza" not in shown
+
+
+def test_the_same_key_in_different_sections_is_fine() -> None:
+    config = parse_config("monitor:\n  gauge_interval_s: 2\nui:\n  theme: nemo-dark\n")
+
+    assert config.monitor.gauge_interval_s == 2

@@ -72,3 +72,38 @@ def test_apply_and_defaults_work_on_dotted_keys() -> None:
         get_setting(Config(), "optimization.turbo")
     with pytest.raises(ConfigError):
         apply_settings(Config(), {"optimization.batch_optimization": "yes"})
+
+
+def test_a_file_holding_a_key_is_saved_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("backends:\n  gemini:\n    api_key: AIza-in-file\n")
+    path.chmod(0o644)
+
+    save_settings(path, {"optimization.context_truncation": False})
+
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "api_key: AIza-in-file" in path.read_text()
+
+
+def test_a_file_without_a_key_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(USER_FILE)
+    path.chmod(0o640)
+
+    save_settings(path, {"optimization.context_truncation": False})
+
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_yaml_error_names_the_line_without_quoting_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    text = "backends:\n  gemini:\n    api_key: AIza-first\n    api_key: AIza-second\n"
+    path.write_text(text)
+
+    with pytest.raises(ConfigError) as caught:
+        save_settings(path, {"optimization.context_truncation": False})
+
+    shown = caught.value.one_line()
+    assert "AIza" not in shown
+    assert "line" in shown
+    assert path.read_text() == text
