@@ -29,6 +29,10 @@ from nemo_tui.errors import ConfigError
 Fraction = Annotated[float, msgspec.Meta(gt=0, le=1)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+TimeoutSeconds = Annotated[float, msgspec.Meta(gt=0, le=600)]
+"""A network timeout: at most 10 minutes (`.inf` would let a dead server hang a query)."""
+IntervalSeconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
+"""How often something runs: at most an hour."""
 Tier = Literal["low", "medium", "high", "cloud"]
 BackendKind = Literal["ollama", "openai", "gemini", "embedded"]
 ComplexitySetting = Literal["auto", "low", "medium", "high"]
@@ -78,7 +82,7 @@ class Preferences(_Section):
     """Prefer a local model over the cloud when both could answer."""
     allow_fallback: bool = True
     """Allow the cloud model when no local model fits or local ones fail."""
-    max_wait_time_ms: PositiveInt = 30000
+    max_wait_time_ms: Annotated[int, msgspec.Meta(gt=0, le=3_600_000)] = 30000
     """Give up on a model that has not produced a first token after this long."""
     complexity_threshold: ComplexitySetting = "auto"
     """`auto` judges each query; `low`, `medium` or `high` forces that complexity."""
@@ -87,9 +91,9 @@ class Preferences(_Section):
 class Monitor(_Section):
     """How often memory is sampled."""
 
-    refresh_interval_s: PositiveFloat = 30.0
+    refresh_interval_s: IntervalSeconds = 30.0
     """Seconds between full profile refreshes and re-evaluating the recommendation."""
-    gauge_interval_s: PositiveFloat = 2.0
+    gauge_interval_s: IntervalSeconds = 2.0
     """Seconds between live gauge updates in the dashboard."""
 
 
@@ -138,7 +142,7 @@ class OllamaBackend(_Section):
     """Base URL; unset means `$OLLAMA_HOST`, else `http://127.0.0.1:11434`."""
     keep_alive: str = "30m"
     """How long Ollama keeps a cached model loaded after its last use (Go duration)."""
-    timeout_s: PositiveFloat = 2.0
+    timeout_s: TimeoutSeconds = 2.0
     """Connect timeout when probing and talking to the server."""
 
 
@@ -150,7 +154,7 @@ class OpenAIBackend(_Section):
     """Base URL including `/v1`."""
     api_key_env: str | None = None
     """Environment variable holding a bearer token, if the server wants one."""
-    timeout_s: PositiveFloat = 2.0
+    timeout_s: TimeoutSeconds = 2.0
 
 
 class GeminiBackend(_Section):
@@ -165,7 +169,7 @@ class GeminiBackend(_Section):
     api_key: str | None = None
     """The key itself, for users who keep it in this file instead (never printed or logged)."""
     url: str = "https://generativelanguage.googleapis.com/v1beta"
-    timeout_s: PositiveFloat = 10.0
+    timeout_s: TimeoutSeconds = 10.0
 
     def __repr__(self) -> str:
         # A traceback that shows locals, or a debug print, must not show the key.

@@ -28,6 +28,8 @@ _SIZE_UNITS = {
     "TB": 1024.0 * 1024,
     "TIB": 1024.0 * 1024,
 }
+MAX_SIZE_MB = 1024.0**3
+"""The largest memory size accepted (1 PiB): a longer number would overflow to infinity."""
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 
 
@@ -47,6 +49,8 @@ def parse_size_mb(text: str) -> float:
     value = float(match.group(1)) * _SIZE_UNITS[unit]
     if value <= 0:
         raise UsageError(f"'{text}' is not a positive memory size", fix="use a size above 0")
+    if value > MAX_SIZE_MB:
+        raise UsageError(f"'{text}' is larger than any machine", fix="use a size of at most 1024TB")
     return value
 
 

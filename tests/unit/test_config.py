@@ -142,3 +142,20 @@ def test_the_same_key_in_different_sections_is_fine() -> None:
     config = parse_config("monitor:\n  gauge_interval_s: 2\nui:\n  theme: nemo-dark\n")
 
     assert config.monitor.gauge_interval_s == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("monitor:\n  refresh_interval_s: .inf\n", "monitor.refresh_interval_s"),
+        ("monitor:\n  gauge_interval_s: .nan\n", "monitor.gauge_interval_s"),
+        ("backends:\n  ollama:\n    timeout_s: .inf\n", "backends.ollama.timeout_s"),
+        ("backends:\n  gemini:\n    timeout_s: 86400\n", "backends.gemini.timeout_s"),
+        ("preferences:\n  max_wait_time_ms: 99999999999\n", "preferences.max_wait_time_ms"),
+    ],
+)
+def test_timeouts_and_intervals_without_a_sane_bound_are_refused(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="config.yaml")
+
+    assert key in caught.value.one_line() and caught.value.fix

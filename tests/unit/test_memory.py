@@ -506,3 +506,8 @@ def test_this_process_rss_without_statm_asks_psutil(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
 def test_statm_and_psutil_agree_on_this_process() -> None:
     assert abs(RssProbe().read_mb() - psutil.Process().memory_info().rss / MIB) < 16
+
+
+def test_a_simulated_size_too_large_to_be_a_machine_is_refused() -> None:
+    with pytest.raises(UsageError, match="larger than any machine"):
+        parse_simulation("9" * 400 + "GB")
