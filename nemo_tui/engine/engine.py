@@ -450,6 +450,10 @@ class Engine:
             if change is not None:
                 action = await self._relieve_pressure(change.current)
                 self._emit(PressureChanged(change, action))
+            elif self._watcher.level is PressureLevel.CRITICAL:
+                # Pressure that stays critical keeps relieving: a model loaded since the last
+                # relief (by another client of the server, say) goes too, each with its Evicting.
+                await self._relieve_pressure(PressureLevel.CRITICAL)
             if time.monotonic() >= next_refresh:
                 next_refresh = time.monotonic() + self.config.monitor.refresh_interval_s
                 await self._refresh_health()

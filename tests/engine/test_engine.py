@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from nemo_tui.backends.base import BackendError, OutOfMemory, StreamBroken
+from nemo_tui.backends.base import BackendError, GenerationOptions, OutOfMemory, StreamBroken
 from nemo_tui.config import Config
 from nemo_tui.core.memory import MemoryProfile, PressureLevel, SimulatedSampler
 from nemo_tui.engine import Engine
@@ -450,3 +450,28 @@ async def test_a_dead_server_is_skipped_for_the_rest_of_the_chain() -> None:
     assert fallbacks == [("phi3:mini", "tinyllama"), ("tinyllama", "smollm2:135m")]
     assert ollama.calls == [("preload", "phi3:mini")]  # tinyllama was not tried on a dead server
     assert isinstance(events[-1], Done) and events[-1].backend == "embedded"
+
+
+async def test_pressure_that_stays_critical_keeps_relieving() -> None:
+    ollama = ScriptedBackend("ollama", ("tinyllama", "phi3:mini"))
+    sampler = ChangingSampler(16, 12)
+    config = config_with(monitor={"gauge_interval_s": 0.02, "refresh_interval_s": 60})
+    engine = await started([ollama], sampler=sampler, config=config, monitor=True)
+    events = engine.subscribe()
+    try:
+        assert (await engine.preload("tinyllama")).ok
+        sampler.set_available(0.5)
+        async for event in events:
+            if isinstance(event, PressureChanged):
+                break
+        # Another client of the server loads a model while the machine is still short.
+        await ollama.preload("phi3:mini", GenerationOptions())
+        await engine.refresh()
+        async with asyncio.timeout(5):
+            async for event in events:
+                if isinstance(event, Evicting) and event.model == "phi3:mini":
+                    break
+    finally:
+        await engine.aclose()
+    assert "critical" in event.reason
+    assert ollama.loaded == {}
