@@ -226,15 +226,22 @@ class Engine:
         return healths
 
     async def aclose(self) -> None:
-        """Stop the worker and monitor, cancel what runs, and close every backend."""
-        if self._running is not None:
-            self._running[1].cancel()
+        """Stop the worker and monitor, cancel what runs, and close every backend.
+
+        Every query not yet finished, running or queued, ends as Cancelled (the running one
+        with its partial answer), so no `result()` waits forever, even when the worker had died.
+        """
+        running = self._running
+        if running is not None:
+            running[1].cancel()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A worker that died of a bug still lets the rest close.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        for query_id, handle in list(self._handles.items()):
+            state = running[2] if running is not None and running[0] is handle else RunState()
+            self._emit(Cancelled(query_id, state.text, state.model))
         for backend in self._registry.backends:
             with contextlib.suppress(Exception):
                 await backend.aclose()

@@ -475,3 +475,45 @@ async def test_pressure_that_stays_critical_keeps_relieving() -> None:
         await engine.aclose()
     assert "critical" in event.reason
     assert ollama.loaded == {}
+
+
+async def test_closing_the_engine_ends_running_and_queued_queries_as_cancelled() -> None:
+    backend = ScriptedBackend()
+    backend.script = Script(tokens=[f"t{i} " for i in range(500)], delay_s=0.01)
+    engine = await started([backend])
+    running = engine.submit(Query("a long story"))
+    queued = engine.submit(Query("and another"))
+    async for event in running.events():
+        if isinstance(event, Token) and event.text == "t2 ":
+            break
+
+    await engine.aclose()
+
+    async with asyncio.timeout(5):
+        first, second = await running.result(), await queued.result()
+    assert isinstance(first, Cancelled) and first.partial_text.startswith("t0 t1 t2 ")
+    assert isinstance(second, Cancelled) and second.partial_text == ""
+    assert backend.prompts == ["a long story"]
+
+
+class ClosingBackend(ScriptedBackend):
+    """Remembers that it was closed."""
+
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_closing_after_the_worker_died_still_ends_queries_and_closes_backends() -> None:
+    backend = ClosingBackend()
+    engine = await started([backend])
+    engine._queue.put_nowait(object())  # type: ignore[arg-type]  # a bug kills the worker
+    await asyncio.sleep(0.05)
+    stranded = engine.submit(Query("anyone?"))
+
+    await engine.aclose()
+
+    async with asyncio.timeout(5):
+        assert isinstance(await stranded.result(), Cancelled)
+    assert backend.closed
