@@ -429,6 +429,10 @@ class Engine:
                 continue
             state = RunState()
             async with self._lock:
+                if handle.cancel_requested:
+                    # Cancelled while a preload or a probe held the engine.
+                    self._emit(Cancelled(handle.query.id))
+                    continue
                 task = asyncio.create_task(
                     run_query(self._env, handle.query, state, self._emit),
                     name=f"nemo-query-{handle.query.id}",

@@ -517,3 +517,34 @@ async def test_closing_after_the_worker_died_still_ends_queries_and_closes_backe
     async with asyncio.timeout(5):
         assert isinstance(await stranded.result(), Cancelled)
     assert backend.closed
+
+
+class SlowPreloadBackend(ScriptedBackend):
+    """Holds a preload until the test lets it finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def preload(self, model: str, options: GenerationOptions) -> None:
+        await self.release.wait()
+        await super().preload(model, options)
+
+
+async def test_a_query_cancelled_while_a_preload_holds_the_engine_never_runs() -> None:
+    backend = SlowPreloadBackend()
+    engine = await started([backend])
+    try:
+        preload = asyncio.ensure_future(engine.preload("smollm2:135m"))
+        await asyncio.sleep(0.05)
+        handle = engine.submit(Query("never mind"))
+        await asyncio.sleep(0.05)
+        handle.cancel()
+        backend.release.set()
+        async with asyncio.timeout(5):
+            result = await handle.result()
+        await preload
+    finally:
+        await engine.aclose()
+    assert isinstance(result, Cancelled)
+    assert backend.prompts == []
