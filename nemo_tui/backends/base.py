@@ -45,6 +45,9 @@ class InstalledModel:
     """As the server prints it, e.g. `7.6B`."""
     quantization: str | None = None
     family: str | None = None
+    digest: str | None = None
+    """What the server says identifies this exact build of the model (Ollama's digest), so
+    figures read for it can be kept until it changes."""
 
 
 @dataclass(frozen=True)

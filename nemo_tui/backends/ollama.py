@@ -180,6 +180,8 @@ class OllamaBackend:
         self._client = make_client(
             self.url, connect_timeout_s=connect_timeout_s, transport=transport
         )
+        self._disk_bytes: dict[str, int | None] = {}
+        """Each model's blob size from the last `/api/tags`."""
 
     def __repr__(self) -> str:
         return f"OllamaBackend(url={self.url!r})"
@@ -230,8 +232,10 @@ class OllamaBackend:
                     parameter_size=_text(details.get("parameter_size")),
                     quantization=_text(details.get("quantization_level")),
                     family=_text(details.get("family")),
+                    digest=_text(entry.get("digest")),
                 )
             )
+        self._disk_bytes = {_full_name(m.name): m.disk_bytes for m in models}
         return models
 
     async def list_loaded(self) -> list[LoadedModel]:
@@ -262,7 +266,8 @@ class OllamaBackend:
         return loaded
 
     async def model_metadata(self, model: str) -> ModelArchitecture | None:
-        """Architecture figures from `/api/show`, with the blob size from `/api/tags` as weights.
+        """Architecture figures from `/api/show`, with the blob size from `/api/tags` as weights
+        (from the last model list, so a probe does not ask `/api/tags` again per model).
 
         Returns:
             The figures, or None when Ollama's reply lacks the layer or parameter counts (very
@@ -275,10 +280,9 @@ class OllamaBackend:
         if not isinstance(show, Mapping):
             return None
         wanted = _full_name(model)
-        weights = next(
-            (m.disk_bytes for m in await self.list_installed() if _full_name(m.name) == wanted),
-            None,
-        )
+        if wanted not in self._disk_bytes:
+            await self.list_installed()
+        weights = self._disk_bytes.get(wanted)
         try:
             return architecture_from_ollama_show(show, weights_bytes=weights)
         except NemoError:

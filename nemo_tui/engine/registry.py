@@ -14,7 +14,13 @@ from datetime import datetime
 from nemo_tui.backends.base import Backend, BackendError, BackendHealth, InstalledModel, LoadedModel
 from nemo_tui.backends.discovery import probe_all
 from nemo_tui.core.cache_policy import CachedModel, CacheTracker
-from nemo_tui.core.catalog import Catalog, ModelSpec, Tier, spec_from_architecture
+from nemo_tui.core.catalog import (
+    Catalog,
+    ModelArchitecture,
+    ModelSpec,
+    Tier,
+    spec_from_architecture,
+)
 from nemo_tui.core.recommender import ResidentModel
 from nemo_tui.units import bytes_to_mb, format_mb
 
@@ -38,6 +44,8 @@ class BackendRegistry:
         self._health: dict[str, BackendHealth] = {}
         self._installed: dict[str, list[InstalledModel]] = {}
         self._discovered: dict[str, ModelSpec] = {}
+        self._metadata: dict[tuple[str, str, str | None], ModelArchitecture | None] = {}
+        """Figures read per (backend, model, digest): an unchanged model is not asked again."""
 
     @property
     def backends(self) -> list[Backend]:
@@ -118,10 +126,16 @@ class BackendRegistry:
             known = self._base_catalog.get(model.name)
             if known is not None and known.architecture is not None:
                 continue
-            try:
-                arch = await backend.model_metadata(model.name)
-            except BackendError:
-                arch = None
+            cache_key = (backend.name, model.name, model.digest)
+            if model.digest is not None and cache_key in self._metadata:
+                arch = self._metadata[cache_key]
+            else:
+                try:
+                    arch = await backend.model_metadata(model.name)
+                except BackendError:
+                    arch = None
+                if model.digest is not None:
+                    self._metadata[cache_key] = arch
             if arch is not None:
                 self._discovered[model.name] = (
                     known.with_architecture(arch)

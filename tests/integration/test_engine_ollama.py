@@ -390,3 +390,18 @@ async def test_prompt_the_server_cut_silently_is_reported_as_a_warning(server: F
     warnings = [e for e in of_type(events, Notice) if e.warning]
     assert warnings and "cut the start of the prompt" in warnings[0].message
     assert truncations == 1
+
+
+async def test_a_second_probe_of_an_unchanged_server_reads_no_model_again() -> None:
+    extra = [FakeModel(f"custom-{i}:1b", weights_mb=600.0) for i in range(5)]
+    with FakeOllama([TINY, *extra]) as fake:
+        async with running(fake.url) as engine:
+            shows, tags = len(fake.requests_to("/api/show")), len(fake.requests_to("/api/tags"))
+            await engine.probe()
+            shows_again = len(fake.requests_to("/api/show")) - shows
+            tags_again = len(fake.requests_to("/api/tags")) - tags
+            spec = engine.catalog.get("custom-3:1b")
+    assert shows == 5  # the first probe read each model not in the catalog once
+    assert tags == 1  # and listed the models once, not once per model
+    assert (shows_again, tags_again) == (0, 1)
+    assert spec is not None and spec.architecture is not None
