@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from nemo_tui import paths
 from nemo_tui.cli.context import CommandContext, data_file, make_context
@@ -88,7 +89,7 @@ def optimize_command(args: argparse.Namespace) -> int:
         raise UsageError(
             "no prompt on standard input", fix="pipe one in: nemo-tui optimize < prompt.txt"
         )
-    text = "" if sys.stdin.isatty() else sys.stdin.read()
+    text = "" if sys.stdin.isatty() else _read_prompt(sys.stdin.buffer)
     budget = args.budget if args.budget is not None else _budget_for(ctx, args.model, text)
     if budget <= 0:
         raise UsageError(f"a budget of {budget} tokens holds nothing", fix="give --budget above 0")
@@ -106,6 +107,33 @@ def optimize_command(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     print(describe_optimization(result, budget), file=sys.stderr)
     return 0
+
+
+MAX_PROMPT_BYTES = 8 * 1024 * 1024
+"""The largest prompt `optimize` reads: about two million tokens, past any model's context; the
+optimizer needs several times a prompt's size in memory, so a larger one is refused unread."""
+
+
+def _read_prompt(stream: BinaryIO) -> str:
+    """Standard input as UTF-8 text, at most `MAX_PROMPT_BYTES`.
+
+    Raises:
+        UsageError: it is larger, or not UTF-8.
+    """
+    data = stream.read(MAX_PROMPT_BYTES + 1)
+    if len(data) > MAX_PROMPT_BYTES:
+        raise UsageError(
+            f"the prompt on standard input is larger than {MAX_PROMPT_BYTES // 2**20} MB",
+            fix="pass the part the model needs, or attach tabular data with --data",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"standard input is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset"
+            f" {exc.start:,})",
+            fix="convert it first, e.g. iconv -f latin1 -t utf-8 < prompt.txt",
+        ) from exc
 
 
 def estimate_command(args: argparse.Namespace) -> int:

@@ -279,6 +279,35 @@ def test_optimize_json_reports_the_reduction(cli: Cli) -> None:
     assert 0 < data["reduction_pct"] < 100
 
 
+def run_with_bytes(cli: Cli, stdin: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "nemo_tui", *args],
+        input=stdin,
+        capture_output=True,
+        env=cli.env,
+        cwd=cli.home,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_optimize_refuses_standard_input_that_is_not_utf8(cli: Cli) -> None:
+    result = run_with_bytes(cli, b"caf\xe9 au lait", "optimize", "--budget", "50")
+
+    stderr = result.stderr.decode()
+    assert result.returncode == 2
+    assert "not UTF-8 text (byte 0xe9 at offset 3)" in stderr and "iconv" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_optimize_refuses_a_prompt_too_large_to_read(cli: Cli) -> None:
+    result = run_with_bytes(cli, b"word " * (2 * 1024 * 1024), "optimize", "--budget", "50")
+
+    stderr = result.stderr.decode()
+    assert result.returncode == 2
+    assert "larger than 8 MB" in stderr and "Traceback" not in stderr
+
+
 def test_optimize_summarizes_a_data_file_into_the_prompt(cli: Cli) -> None:
     csv = cli.home / "people.csv"
     rows = [f"person{i},{20 + i % 50},city{i % 7}" for i in range(500)]
