@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgspec
@@ -342,21 +343,36 @@ async def test_preload_evicts_least_recently_used_and_refuses_what_cannot_fit() 
     assert ollama.loaded == {}
 
 
-async def test_critical_pressure_evicts_all_but_the_model_in_use() -> None:
-    ollama = ScriptedBackend("ollama", ("tinyllama", "phi3:mini"))
+async def monitored(ollama: ScriptedBackend) -> tuple[Engine, ChangingSampler]:
+    """An engine whose monitor samples a 16 GB machine every 20 ms."""
     sampler = ChangingSampler(16, 12)
     config = config_with(monitor={"gauge_interval_s": 0.02, "refresh_interval_s": 60})
-    engine = await started([ollama], sampler=sampler, config=config, monitor=True)
+    return await started([ollama], sampler=sampler, config=config, monitor=True), sampler
+
+
+async def next_event(
+    events: AsyncIterator[EngineEvent], wanted: Callable[[EngineEvent], bool]
+) -> EngineEvent:
+    """The next event `wanted` accepts (bounded, so a missing one fails the test)."""
+    async with asyncio.timeout(5):
+        async for event in events:
+            if wanted(event):
+                return event
+    raise AssertionError("the event stream ended")
+
+
+async def test_critical_pressure_evicts_all_but_the_model_in_use() -> None:
+    ollama = ScriptedBackend("ollama", ("tinyllama", "phi3:mini"))
+    engine, sampler = await monitored(ollama)
     events = engine.subscribe()
     try:
         assert (await engine.preload("tinyllama")).ok
         assert (await engine.preload("phi3:mini")).ok
         sampler.set_available(0.5)
-        async for event in events:
-            if isinstance(event, PressureChanged):
-                break
+        event = await next_event(events, lambda e: isinstance(e, PressureChanged))
     finally:
         await engine.aclose()
+    assert isinstance(event, PressureChanged)
     assert event.change.current is PressureLevel.CRITICAL
     assert "tinyllama" in event.action and "phi3:mini" in event.action
     assert ollama.loaded == {}
@@ -454,26 +470,21 @@ async def test_a_dead_server_is_skipped_for_the_rest_of_the_chain() -> None:
 
 async def test_pressure_that_stays_critical_keeps_relieving() -> None:
     ollama = ScriptedBackend("ollama", ("tinyllama", "phi3:mini"))
-    sampler = ChangingSampler(16, 12)
-    config = config_with(monitor={"gauge_interval_s": 0.02, "refresh_interval_s": 60})
-    engine = await started([ollama], sampler=sampler, config=config, monitor=True)
+    engine, sampler = await monitored(ollama)
     events = engine.subscribe()
     try:
         assert (await engine.preload("tinyllama")).ok
         sampler.set_available(0.5)
-        async for event in events:
-            if isinstance(event, PressureChanged):
-                break
+        await next_event(events, lambda e: isinstance(e, PressureChanged))
         # Another client of the server loads a model while the machine is still short.
         await ollama.preload("phi3:mini", GenerationOptions())
         await engine.refresh()
-        async with asyncio.timeout(5):
-            async for event in events:
-                if isinstance(event, Evicting) and event.model == "phi3:mini":
-                    break
+        event = await next_event(
+            events, lambda e: isinstance(e, Evicting) and e.model == "phi3:mini"
+        )
     finally:
         await engine.aclose()
-    assert "critical" in event.reason
+    assert isinstance(event, Evicting) and "critical" in event.reason
     assert ollama.loaded == {}
 
 
