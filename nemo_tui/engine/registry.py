@@ -133,9 +133,10 @@ class BackendRegistry:
                 try:
                     arch = await backend.model_metadata(model.name)
                 except BackendError:
-                    arch = None
-                if model.digest is not None:
-                    self._metadata[cache_key] = arch
+                    arch = None  # asked again next probe: the failure may pass
+                else:
+                    if model.digest is not None:
+                        self._metadata[cache_key] = arch
             if arch is not None:
                 self._discovered[model.name] = (
                     known.with_architecture(arch)
