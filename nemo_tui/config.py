@@ -302,8 +302,11 @@ def parse_config(text: str, *, source: str | None = None) -> Config:
     Raises:
         ConfigError: the text is not YAML or does not match the schema.
     """
+    loader = _YAML_LOADER(text)
     try:
-        data = load_yaml(text)
+        # One parse serves both the data and the duplicate-key check, which needs the nodes.
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(
@@ -312,7 +315,9 @@ def parse_config(text: str, *, source: str | None = None) -> Config:
             line=mark.line + 1 if mark is not None else None,
             fix="fix the YAML syntax (indentation, colons, quotes)",
         ) from exc
-    duplicate = _duplicate_key(text)
+    finally:
+        loader.dispose()
+    duplicate = _duplicate_key(root)
     if duplicate is not None:
         key, line = duplicate
         raise ConfigError(
@@ -338,13 +343,13 @@ def parse_config(text: str, *, source: str | None = None) -> Config:
     return config
 
 
-def _duplicate_key(text: str) -> tuple[str, int] | None:
+def _duplicate_key(root: yaml.Node | None) -> tuple[str, int] | None:
     """The first key given twice in one mapping, and the line of its second use; None if none.
 
     The loader keeps the last of two equal keys without a word, and the settings writer refuses
     such a file, so both reject it here, before either acts on it.
     """
-    stack = [yaml.compose(text, Loader=_YAML_LOADER)]
+    stack = [root] if root is not None else []
     while stack:
         node = stack.pop()
         if isinstance(node, yaml.MappingNode):

@@ -50,6 +50,7 @@ from nemo_tui.backends.http import (
     scrub,
     secret_or_none,
     transport_error,
+    uses_tls,
 )
 from nemo_tui.core.catalog import ModelArchitecture
 
@@ -98,9 +99,7 @@ class GeminiBackend:
         self._timeout_s = timeout_s
         # Anyone on the path could read a key sent over plain http, so it is sent that way only
         # to this machine (a local proxy or test server), never across a network.
-        self._plain_http = not self.url.lower().startswith("https://") and not _is_loopback(
-            self.url
-        )
+        self._plain_http = not uses_tls(self.url) and not _is_loopback(self.url)
         headers = {"x-goog-api-key": api_key} if api_key and not self._plain_http else {}
         self._client = make_client(
             self.url,

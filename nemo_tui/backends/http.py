@@ -68,9 +68,14 @@ def _tls_context_for(base_url: str) -> ssl.SSLContext | bool:
     with no trust anchors, so were it ever asked to, the handshake would fail rather than go
     unverified.
     """
-    if base_url.lower().startswith("https://"):
+    if uses_tls(base_url):
         return True
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def uses_tls(url: str) -> bool:
+    """Whether requests to `url` are encrypted (an `https://` address)."""
+    return url.lower().startswith("https://")
 
 
 class StaleConnectionRetry(httpx.AsyncBaseTransport):
