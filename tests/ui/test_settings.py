@@ -92,9 +92,13 @@ async def test_a_click_flips_the_switch_it_lands_on(tmp_path: Path) -> None:
         # The side column scrolls, and the panels above the settings grow as the engine fills
         # them in: the switch is clicked once it is drawn on screen where it will stay.
         await settle(pilot, lambda: "Why" in str(recommendation.render()))
-        panel.scroll_visible(animate=False, immediate=True)
-        await pilot.pause()
-        assert rig.app.screen.region.contains_region(panel.region)
+        side = rig.app.screen.query_one("#side")
+
+        def on_screen() -> bool:
+            panel.scroll_visible(animate=False, immediate=True)
+            return side.region.contains_region(panel.region)
+
+        await settle(pilot, on_screen)
         # Inside the border (1 cell) and the padding (1 cell), on the switch's line.
         await pilot.click(SettingsPanel, offset=(3, 1 + row))
         await settle(pilot, lambda: not rig.engine.config.optimization.batch_optimization)
