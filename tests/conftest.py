@@ -5,6 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The fuzzers run with a fixed budget and a fixed seed, so CI time is bounded and a failure found
+# once is found again on the next run. `--hypothesis-profile=explore` searches wider, by hand.
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    # The autouse directory fixture only points XDG variables at a folder; sharing it across the
+    # examples of one test is intended.
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "explore",
+    parent=settings.get_profile("ci"),
+    max_examples=5000,
+    derandomize=False,
+)
+settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
