@@ -222,6 +222,7 @@ class EmbeddedBackend:
         # for in step with the processes that really exist.
         self._lock = asyncio.Lock()
         self._resident: OrderedDict[str, _Worker] = OrderedDict()
+        self._starting: set[asyncio.subprocess.Process] = set()
         self._metadata: dict[str, ModelArchitecture] = {}
         self._closed = False
 
@@ -314,11 +315,16 @@ class EmbeddedBackend:
         """Stop `model`'s worker; returns the resident memory it gave back in MB (0 when it was
         not loaded)."""
         self._path(model)
-        async with self._lock:
-            worker = self._resident.get(model)
-            if worker is None:
-                return 0.0
-            return await self._stop(model, worker)
+        worker = self._resident.get(model)
+        if worker is None and self._lock.locked():
+            # It may be loading right now: wait, so it does not come up after it was unloaded.
+            async with self._lock:
+                worker = self._resident.get(model)
+        if worker is None:
+            return 0.0
+        # A running worker stops at once, even while another model loads: pressure relief
+        # cannot wait for a load that may take many seconds.
+        return await self._stop(model, worker)
 
     async def tokenize(self, model: str, text: str) -> list[int] | None:
         """Exact tokens for `text` from the model's own tokenizer, without BOS.
@@ -339,6 +345,9 @@ class EmbeddedBackend:
         if self._closed:
             return
         self._closed = True
+        # A load in progress is ended, not waited for: quitting must not wait for llama.cpp.
+        for process in list(self._starting):
+            await _kill(process)
         async with self._lock:
             for name, worker in list(self._resident.items()):
                 await self._stop(name, worker)
@@ -434,14 +443,25 @@ class EmbeddedBackend:
                 # only through nemo-tui, which stops it in order.
                 start_new_session=True,
             )
+        self._starting.add(process)
         try:
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(settings.to_json().encode() + b"\n")
             await process.stdin.drain()
             reply = await process.stdout.readline()
+        except OSError:
+            await _kill(process)
+            # Killed by `aclose` while it was being told its settings.
+            self._check_open()
+            raise
         except BaseException:
             await _kill(process)
             raise
+        finally:
+            self._starting.discard(process)
+        if self._closed:
+            await _kill(process)
+            self._check_open()
         url = _reply_field(reply, "url")
         if url is None:
             # A worker that could not load exits on its own; its exit status tells how.

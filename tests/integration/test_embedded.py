@@ -179,6 +179,68 @@ async def test_closing_the_backend_ends_a_running_stream(
     assert worker_pids() == set()
 
 
+async def test_closing_the_backend_during_a_load_ends_the_load_at_once(
+    smollm2_path: Path, tmp_path: Path
+) -> None:
+    """Quitting while a model loads does not wait for llama.cpp to finish loading it."""
+    backend = EmbeddedBackend({MODEL: smollm2_path}, log_dir=tmp_path)
+    load = asyncio.ensure_future(backend.preload(MODEL, SHORT))
+    await asyncio.sleep(0.05)
+
+    await backend.aclose()
+
+    with pytest.raises(BackendUnavailable, match="closed"):
+        await load
+    assert worker_pids() == set()
+
+
+async def test_closing_the_backend_while_a_prompt_is_read_takes_under_a_second(
+    smollm2_path: Path, tmp_path: Path
+) -> None:
+    backend = EmbeddedBackend({MODEL: smollm2_path}, log_dir=tmp_path)
+    options = GenerationOptions(num_ctx=8192, max_tokens=4)
+    await backend.preload(MODEL, options)
+    long_prompt = [ChatMessage("user", "river stone garden window " * 1500)]
+    stream = backend.stream_chat(MODEL, long_prompt, options)
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.5)
+    assert not first.done()  # still reading the prompt
+
+    closing_started = time.perf_counter()
+    await backend.aclose()
+    closing_s = time.perf_counter() - closing_started
+
+    assert closing_s < 1.0
+    with pytest.raises(BackendError):
+        await first
+    await close_stream(stream)
+    assert worker_pids() == set()
+
+
+async def test_a_resident_model_is_unloaded_without_waiting_for_another_to_load(
+    smollm2_path: Path, tmp_path: Path
+) -> None:
+    """Pressure relief frees a loaded model at once, even while a second one is loading."""
+    copy = tmp_path / "second.gguf"
+    shutil.copyfile(smollm2_path, copy)
+    backend = EmbeddedBackend({MODEL: smollm2_path, "second": copy}, log_dir=tmp_path)
+    try:
+        await backend.preload("second", SHORT)
+        load = asyncio.ensure_future(backend.preload(MODEL, SHORT))
+        await asyncio.sleep(0.05)
+
+        freed = await backend.unload("second")
+        unloaded_before_the_load_ended = not load.done()
+        await load
+        loaded = [m.name for m in await backend.list_loaded()]
+    finally:
+        await backend.aclose()
+
+    assert freed and freed > 0
+    assert unloaded_before_the_load_ended
+    assert loaded == [MODEL]
+
+
 async def test_load_reports_the_workers_memory_and_unload_ends_it(
     embedded: EmbeddedBackend, smollm2_path: Path
 ) -> None:
