@@ -18,17 +18,25 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import msgspec
 import yaml
 
 from nemo_tui import paths
 from nemo_tui.errors import ConfigError
+from nemo_tui.ollama_host import ADDRESS_FORMS, InvalidOllamaHost, ollama_base_url
+from nemo_tui.units import MAX_SIZE_MB
 
 Fraction = Annotated[float, msgspec.Meta(gt=0, le=1)]
-PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0, le=2**31 - 1)]
+"""A count such as layers, heads, tokens or threads: at most what a 32-bit integer holds, as in
+GGUF and llama.cpp (a longer number would overflow to infinity in the estimates)."""
+MemoryMb = Annotated[int, msgspec.Meta(gt=0, le=int(MAX_SIZE_MB))]
+"""A memory size in MB: at most 1 PiB, the largest size `--simulate-memory` accepts."""
+ParameterBillions = Annotated[float, msgspec.Meta(gt=0, le=100_000)]
+"""A parameter count in billions: at most 100 T, fifty times the largest models (infinity would
+break the estimates)."""
 TimeoutSeconds = Annotated[float, msgspec.Meta(gt=0, le=600)]
 """A network timeout: at most 10 minutes (`.inf` would let a dead server hang a query)."""
 IntervalSeconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
@@ -46,11 +54,11 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class MemoryThresholds(_Section):
     """Memory limits that steer model choice and caching (MB unless noted)."""
 
-    low_memory_mb: PositiveInt = 2048
+    low_memory_mb: MemoryMb = 2048
     """Below this much free memory only tinyllama-class models or the cloud are used."""
-    medium_memory_mb: PositiveInt = 4096
+    medium_memory_mb: MemoryMb = 4096
     """From this much free memory a phi3:mini-class model is considered."""
-    high_memory_mb: PositiveInt = 8192
+    high_memory_mb: MemoryMb = 8192
     """From this much free memory a 7B-class model such as biomistral:7b is considered."""
     cache_limit: Fraction = 0.8
     """Largest share of total memory that may be in use while models are kept cached."""
@@ -84,6 +92,11 @@ class Preferences(_Section):
     """Allow the cloud model when no local model fits or local ones fail."""
     max_wait_time_ms: Annotated[int, msgspec.Meta(gt=0, le=3_600_000)] = 30000
     """Give up on a model that has not produced a first token after this long."""
+    max_stall_time_ms: Annotated[int, msgspec.Meta(gt=0, le=3_600_000)] = 120000
+    """Give up on an answer whose text stops coming for this long; what arrived is kept."""
+    max_data_file_mb: Annotated[int, msgspec.Meta(gt=0, le=65536)] = 512
+    """Largest data file that may be attached. Every row is read to count it, so a bigger file
+    is refused rather than read for minutes (at most 64 GB)."""
     complexity_threshold: ComplexitySetting = "auto"
     """`auto` judges each query; `low`, `medium` or `high` forces that complexity."""
 
@@ -112,11 +125,11 @@ class ModelEntry(_Section):
     """Which backend serves it."""
     description: str = ""
     """A short note shown next to the model."""
-    min_memory_mb: PositiveInt | None = None
+    min_memory_mb: MemoryMb | None = None
     """Smallest memory it needs to run."""
-    max_memory_mb: PositiveInt | None = None
+    max_memory_mb: MemoryMb | None = None
     """Memory it needs at its largest useful context."""
-    parameters_b: PositiveFloat | None = None
+    parameters_b: ParameterBillions | None = None
     """Parameter count in billions, e.g. 3.8."""
     quantization: str | None = None
     """Weight quantization such as `Q4_K_M`, `Q8_0`, `F16`."""
@@ -269,18 +282,69 @@ def load_config(explicit: str | Path | None = None) -> LoadedConfig:
     if path is None:
         return LoadedConfig(Config(), None)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror}", path=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            "the file is not UTF-8 text", path=str(path), fix="save the config file as UTF-8"
-        ) from exc
+    text = decode_config_text(raw, source=str(path))
     return LoadedConfig(parse_config(text, source=str(path)), path)
 
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's parser where PyYAML was built with it: the same documents, several times faster."""
+def decode_config_text(raw: bytes, *, source: str) -> str:
+    """The text of a config file's bytes, which must be UTF-8 (line endings become `\\n`).
+
+    Args:
+        raw: The file's contents.
+        source: The file name used in the error message.
+
+    Raises:
+        ConfigError: the bytes are not UTF-8; names the first bad byte, its offset and line.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset"
+            f" {exc.start:,}: {exc.reason})",
+            path=source,
+            line=line,
+            fix="save the file as UTF-8 (in your editor, or convert it, e.g."
+            " iconv -f latin1 -t utf-8 < OLD > NEW)",
+        ) from exc
+    # As text-mode reading would: YAML and ruamel's comment round trip both expect `\n`.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+if TYPE_CHECKING:
+    _SafeLoader = yaml.SafeLoader
+else:
+    # libyaml's parser where PyYAML was built with it: the same documents, several times faster.
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SHOWN_VALUE_CHARS = 40
+
+
+class _DataLoader(_SafeLoader):
+    """The safe loader (plain data only: no Python objects), with a value it cannot build
+    reported as a YAML error at the value's line.
+
+    PyYAML's constructors trust the text to fit its tag, so a date that does not exist
+    (`2001-02-30`), an integer of more than 4300 digits, or an explicit tag on text of another
+    kind (`!!bool maybe`) raises ValueError, KeyError or AttributeError rather than a YAMLError.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            text = str(node.value)
+            if len(text) > _SHOWN_VALUE_CHARS:
+                text = text[: _SHOWN_VALUE_CHARS - 1] + "…"
+            kind = node.tag.rpartition(":")[2]
+            raise yaml.constructor.ConstructorError(
+                problem=f"{text!r} cannot be read as {kind}", problem_mark=node.start_mark
+            ) from exc
 
 
 def load_yaml(text: str) -> Any:
@@ -289,7 +353,7 @@ def load_yaml(text: str) -> Any:
     Raises:
         yaml.YAMLError: the text is not YAML; syntax errors carry a `problem_mark`.
     """
-    return yaml.load(text, Loader=_YAML_LOADER)
+    return yaml.load(text, Loader=_DataLoader)
 
 
 def parse_config(text: str, *, source: str | None = None) -> Config:
@@ -302,7 +366,7 @@ def parse_config(text: str, *, source: str | None = None) -> Config:
     Raises:
         ConfigError: the text is not YAML or does not match the schema.
     """
-    loader = _YAML_LOADER(text)
+    loader = _DataLoader(text)
     try:
         # One parse serves both the data and the duplicate-key check, which needs the nodes.
         root = loader.get_single_node()
@@ -340,6 +404,7 @@ def parse_config(text: str, *, source: str | None = None) -> Config:
     except msgspec.ValidationError as exc:
         raise _explain(exc, text, source) from exc
     _check_consistency(config, source)
+    _check_ollama_url(config, text, source)
     return config
 
 
@@ -350,8 +415,14 @@ def _duplicate_key(root: yaml.Node | None) -> tuple[str, int] | None:
     such a file, so both reject it here, before either acts on it.
     """
     stack = [root] if root is not None else []
+    # An alias makes a node reachable many times over, or from inside itself (`&a [*a]`): each
+    # node is looked at once, or the walk would grow exponentially or never end.
+    visited: set[int] = set()
     while stack:
         node = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
@@ -398,6 +469,20 @@ def _check_consistency(config: Config, source: str | None) -> None:
                 key=key,
                 fix="swap the two values",
             )
+
+
+def _check_ollama_url(config: Config, text: str, source: str | None) -> None:
+    """A configured Ollama URL must name an address, read the way Ollama reads `OLLAMA_HOST`."""
+    try:
+        ollama_base_url(config.backends.ollama.url)
+    except InvalidOllamaHost as exc:
+        raise ConfigError(
+            str(exc),
+            path=source,
+            key="backends.ollama.url",
+            line=_line_of(text, ["backends", "ollama", "url"]),
+            fix=f"use {ADDRESS_FORMS}, or leave it out to use $OLLAMA_HOST",
+        ) from exc
 
 
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
@@ -511,7 +596,7 @@ def _dotted(parts: list[str | int]) -> str:
 def _line_of(text: str, parts: list[str | int]) -> int | None:
     """The 1-based line where the key at `parts` appears in the YAML text, when it can be found."""
     try:
-        node = yaml.compose(text)
+        node = yaml.compose(text, Loader=_DataLoader)
     except yaml.YAMLError:
         return None
     line: int | None = None

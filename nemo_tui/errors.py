@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+"""Everything `str.splitlines` breaks a line at."""
+
 
 class NemoError(Exception):
     """Base of every error shown to a user.
@@ -26,7 +31,9 @@ class NemoError(Exception):
         text = self.message
         if self.fix:
             text = f"{text} (fix: {self.fix})"
-        return text
+        # A value quoted into the message (a key, a model name) may hold a line break; it is
+        # shown escaped, so the error stays one line a script can read.
+        return _LINE_BREAK.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 class UsageError(NemoError):
@@ -44,6 +51,7 @@ class ConfigError(NemoError):
         key: The dotted key path, such as `memory_thresholds.cache_limit`.
         line: The 1-based line in the file, when known.
         fix: How to correct it.
+        env_var: The environment variable the value came from, instead of a file or a default.
     """
 
     title = "Invalid configuration"
@@ -56,8 +64,9 @@ class ConfigError(NemoError):
         key: str = "",
         line: int | None = None,
         fix: str = "",
+        env_var: str | None = None,
     ) -> None:
-        location = path or "<built-in defaults>"
+        location = f"${env_var}" if env_var else path or "<built-in defaults>"
         if line is not None:
             location = f"{location}:{line}"
         prefix = f"{location}: {key}: " if key else f"{location}: "

@@ -72,7 +72,7 @@ def build_backends(
         if embedded is not None:
             backends.append(embedded)
     gemini = section.gemini
-    gemini_key = os.environ.get(gemini.api_key_env) or gemini.api_key
+    gemini_key = _gemini_key(config)
     if gemini.enabled and gemini_key:
         from nemo_tui.backends.gemini import GeminiBackend
 
@@ -87,6 +87,20 @@ def build_backends(
             )
         )
     return backends
+
+
+def unusable_backends(config: cfg.Config) -> tuple[str, ...]:
+    """Backends known to be unusable without asking them: Gemini when it is off or has no key.
+
+    For commands that plan without probing, so they do not count on a cloud that cannot answer.
+    """
+    gemini = config.backends.gemini
+    return () if gemini.enabled and _gemini_key(config) else ("gemini",)
+
+
+def _gemini_key(config: cfg.Config) -> str | None:
+    gemini = config.backends.gemini
+    return os.environ.get(gemini.api_key_env) or gemini.api_key
 
 
 def _embedded_backend(config: cfg.Config) -> Backend | None:

@@ -218,7 +218,7 @@ class GeminiBackend:
                 ) as response:
                     if response.status_code < 400:
                         state = _StreamState(current)
-                        async with aclosing(iter_sse_data(response)) as payloads:
+                        async with aclosing(iter_sse_data(response, backend=self.name)) as payloads:
                             async for payload in payloads:
                                 chunk = parse_stream_json(payload, backend=self.name)
                                 if chunk.get("error") is not None:

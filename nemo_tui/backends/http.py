@@ -2,7 +2,9 @@
 
 Every HTTP backend builds its `httpx.AsyncClient` here so the timeout policy is the same for all of
 them: a short connect timeout, a bounded read timeout for the small JSON endpoints, and no read
-timeout while an answer streams (the engine enforces its own wait for the first token).
+timeout while an answer streams (the engine enforces its own waits, for the first token and then
+between tokens). What is read from a server is bounded too: a streamed line (`MAX_LINE_BYTES`) and
+a streamed error body (`ERROR_BODY_LIMIT_BYTES`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,22 @@ _JSON_WHITESPACE = " \t\n\r"
 _UNANSWERED = "without sending a response"
 """What httpcore says when a request's connection closes before any response."""
 _UNDECODABLE_FIX = "check that the URL points at the right server, and any proxy in between"
+_CLIPPED = "…"
+"""Ends a message cut at its length limit."""
+_SHORTEST_MASKED = 4
 _MAX_MESSAGE_CHARS = 300
 """Raw error bodies (an HTML proxy page, a traceback) are cut to this length for display."""
+_MAX_SERVER_MESSAGE_CHARS = 1000
+"""A message a server wrote for people (the `error` of a JSON body) is kept longer than raw text,
+but one that carries a whole log is still cut for display."""
+ERROR_BODY_LIMIT_BYTES = 64 * 1024
+"""Most of an error body that is read. Real error bodies are JSON objects or proxy pages of a
+few KB; past this the body is cut (and shown clipped) instead of being read to its end, which a
+misbehaving server or proxy may never reach."""
+MAX_LINE_BYTES = 4 * 1024 * 1024
+"""Longest line a streamed answer may have. Each line carries one JSON event, and the largest any
+server sends (a final message with counts, usage and timings) is a few KB, so 4 MiB leaves room
+for anything real while a server that never ends its line costs a bounded amount of memory."""
 
 
 def make_client(
@@ -112,7 +128,8 @@ def request_timeout(connect_timeout_s: float, read_timeout_s: float | None) -> h
     """Timeouts for one request; `read_timeout_s=None` means no read limit.
 
     Streamed answers use no read limit: a model can think for a long time before and between
-    tokens, and the engine decides how long to wait for the first one and cancels the stream.
+    tokens, and the engine decides how long to wait for the first one and for each next one, and
+    cancels the stream.
     """
     return httpx.Timeout(
         read_timeout_s,
@@ -166,14 +183,14 @@ def parse_error_body(
     if isinstance(data, Mapping):
         error = data.get("error")
         if isinstance(error, str) and error:
-            return ErrorBody(message=error)
+            return ErrorBody(message=_clip(error, _MAX_SERVER_MESSAGE_CHARS))
         if isinstance(error, Mapping):
             return _from_error_object(error, http_status)
         if data.get("object") == "error" and data.get("message"):
             return _from_error_object(data, http_status)
         detail = data.get("detail")
         if isinstance(detail, str) and detail:
-            return ErrorBody(message=detail)
+            return ErrorBody(message=_clip(detail, _MAX_SERVER_MESSAGE_CHARS))
         if detail:
             return ErrorBody(message=_clip(json.dumps(detail)))
     return ErrorBody(message=_clip(text.strip()) or _status_text(http_status))
@@ -182,8 +199,9 @@ def parse_error_body(
 def _from_error_object(error: Mapping[str, Any], http_status: int | None) -> ErrorBody:
     details = error.get("details")
     code = error.get("code")
+    message = str(error.get("message") or "")
     return ErrorBody(
-        message=str(error.get("message") or "") or _status_text(http_status),
+        message=_clip(message, _MAX_SERVER_MESSAGE_CHARS) or _status_text(http_status),
         type=_text_or_none(error.get("type")),
         code=None if code is None else str(code),
         status=_text_or_none(error.get("status")),
@@ -197,8 +215,8 @@ def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_MESSAGE_CHARS else text[:_MAX_MESSAGE_CHARS] + "…"
+def _clip(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + _CLIPPED
 
 
 def _status_text(status: int | None) -> str:
@@ -208,9 +226,30 @@ def _status_text(status: int | None) -> str:
 
 
 async def read_error_body(response: httpx.Response) -> ErrorBody:
-    """Read and parse the body of a failed response (streamed or not)."""
-    body = await response.aread()
-    return parse_error_body(body, http_status=response.status_code)
+    """Read and parse the body of a failed response (streamed or not).
+
+    At most `ERROR_BODY_LIMIT_BYTES` of a streamed body are read; a longer one is cut there,
+    which leaves it unreadable as JSON, so it is shown as text, clipped.
+    """
+    try:
+        body = response.content
+    except httpx.ResponseNotRead:
+        body = await _read_at_most(response, ERROR_BODY_LIMIT_BYTES)
+    return parse_error_body(body[:ERROR_BODY_LIMIT_BYTES], http_status=response.status_code)
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The start of a streamed body, at least `limit` bytes of it when it is that long; the
+    response is closed without reading the rest."""
+    pieces: list[bytes] = []
+    size = 0
+    async for data in response.aiter_bytes():
+        pieces.append(data)
+        size += len(data)
+        if size >= limit:
+            break
+    await response.aclose()
+    return b"".join(pieces)
 
 
 def decode_json(response: httpx.Response, backend: str) -> Any:
@@ -277,8 +316,21 @@ def secret_or_none(value: str | None) -> str | None:
 
 
 def scrub(text: str, secret: str | None) -> str:
-    """`text` with `secret` replaced by `***`, for anything a server or httpx might echo."""
-    return text.replace(secret, "***") if secret else text
+    """`text` with `secret` replaced by `***`, for anything a server or httpx might echo.
+
+    A message clipped in the middle of an echoed key ends with the key's first characters and
+    `…`; those are masked too, from four characters on (shorter starts, like `sk-` or `AIza`,
+    are the same for every key of a kind and give nothing away).
+    """
+    if not secret:
+        return text
+    text = text.replace(secret, "***")
+    if text.endswith(_CLIPPED):
+        kept = text[: -len(_CLIPPED)]
+        for length in range(min(len(secret) - 1, len(kept)), _SHORTEST_MASKED - 1, -1):
+            if kept.endswith(secret[:length]):
+                return kept[:-length] + "***" + _CLIPPED
+    return text
 
 
 def probe_failure(exc: httpx.RequestError, fix: str) -> str:
@@ -314,24 +366,62 @@ def connection_problem(exc: httpx.RequestError) -> str:
     return text or type(exc).__name__
 
 
-async def iter_line_batches(response: httpx.Response) -> AsyncGenerator[list[bytes], None]:
+async def iter_line_batches(
+    response: httpx.Response, *, backend: str
+) -> AsyncGenerator[list[bytes], None]:
     """The lines of a streamed body as bytes, one list per network read.
 
     Lines end at `\n`, `\r\n` or `\r`, and the last one needs no line end. Splitting bytes and
     handing over whole reads costs far less per line than `aiter_lines`, which decodes all the
     text and passes lines through two generators one by one. A `\r\n` split across two reads
     gives one extra blank line, which every caller skips.
+
+    A line that spans reads is gathered in a buffer that only grows at its end, and split off
+    once it ends, so the work stays linear in its length (re-splitting everything read so far
+    at every read would make it quadratic); a line longer than `MAX_LINE_BYTES` ends the stream.
+
+    Args:
+        response: The streamed response.
+        backend: The backend's name, for the error.
+
+    Raises:
+        StreamBroken: a line is longer than `MAX_LINE_BYTES`; the lines before it are yielded.
     """
-    rest = b""
+    unfinished = bytearray()
     async for data in response.aiter_bytes():
-        if rest:
-            data = rest + data
+        if b"\n" not in data and b"\r" not in data:
+            unfinished += data
+            if len(unfinished) > MAX_LINE_BYTES:
+                raise _line_too_long(response, backend)
+            continue
+        if unfinished:
+            unfinished += data
+            data = bytes(unfinished)
+            unfinished.clear()
         lines = data.splitlines()
-        rest = b"" if data.endswith((b"\n", b"\r")) else lines.pop()
+        if len(data) > MAX_LINE_BYTES:
+            too_long = next((i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES), None)
+            if too_long is not None:
+                if too_long:
+                    yield lines[:too_long]
+                raise _line_too_long(response, backend)
+        if not data.endswith((b"\n", b"\r")):
+            unfinished += lines.pop()
         if lines:
             yield lines
-    if rest:
-        yield [rest]
+    if unfinished:
+        yield [bytes(unfinished)]
+
+
+def _line_too_long(response: httpx.Response, backend: str) -> StreamBroken:
+    url = response.request.url
+    return StreamBroken(
+        f"{url.scheme}://{url.netloc.decode()} sent a line longer than"
+        f" {MAX_LINE_BYTES // (1024 * 1024)} MiB in its answer stream, so the rest of the answer"
+        " was not read",
+        backend=backend,
+        fix="check that the URL points at a model server, and check that server's log",
+    )
 
 
 async def drain(rest: AsyncIterator[object]) -> None:
@@ -340,24 +430,32 @@ async def drain(rest: AsyncIterator[object]) -> None:
     Servers send their final message before the end of the body; a response closed there is
     incomplete, so httpx drops the connection and the next request pays for a new one. A server
     that does not end the body within `DRAIN_TIMEOUT_S` is hung up on, and a failure while
-    draining is ignored: the answer is already complete.
+    draining (a dropped connection, a line past `MAX_LINE_BYTES`) is ignored: the answer is
+    already complete.
 
     Args:
         rest: The iterator that was reading the body, positioned after the final message.
     """
-    with contextlib.suppress(TimeoutError, httpx.RequestError):
+    with contextlib.suppress(TimeoutError, httpx.RequestError, StreamBroken):
         async with asyncio.timeout(DRAIN_TIMEOUT_S):
             async for _ in rest:
                 pass
 
 
-async def iter_sse_data(response: httpx.Response) -> AsyncGenerator[str, None]:
+async def iter_sse_data(response: httpx.Response, *, backend: str) -> AsyncGenerator[str, None]:
     """The payloads of the `data:` lines of a server-sent-events response.
 
     Blank separators, `: ping` comments and other fields are skipped. Every server nemo-tui talks
     to puts one JSON document on one `data:` line, so each line is yielded on its own.
+
+    Args:
+        response: The streamed response.
+        backend: The backend's name, for the error.
+
+    Raises:
+        StreamBroken: a line is longer than `MAX_LINE_BYTES`.
     """
-    async for lines in iter_line_batches(response):
+    async for lines in iter_line_batches(response, backend=backend):
         for line in lines:
             if line.startswith(b"data:"):
                 yield line[5:].strip().decode("utf-8", errors="replace")

@@ -1,6 +1,6 @@
 """The Ollama backend: Ollama's native HTTP API (`/api/*`).
 
-It owns the `OLLAMA_HOST` parsing, the NDJSON answer stream, preload/unload through `keep_alive`,
+It owns reading `OLLAMA_HOST`, the NDJSON answer stream, preload/unload through `keep_alive`,
 and the mapping of Ollama's error bodies and mid-stream error lines to the typed errors in `base`.
 
 Load-time options (`num_ctx`, `num_batch`, `use_mmap`, `num_thread`) make Ollama unload and reload
@@ -11,7 +11,6 @@ model so consecutive requests never reload.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import time
@@ -49,11 +48,10 @@ from nemo_tui.backends.http import (
     transport_error,
 )
 from nemo_tui.core.catalog import ModelArchitecture, architecture_from_ollama_show
-from nemo_tui.errors import NemoError
+from nemo_tui.errors import ConfigError, NemoError
+from nemo_tui.ollama_host import ADDRESS_FORMS, InvalidOllamaHost, ollama_base_url
 from nemo_tui.units import bytes_to_mb
 
-DEFAULT_URL = "http://127.0.0.1:11434"
-_DEFAULT_PORT = "11434"
 _START_FIX = "start Ollama with `ollama serve`"
 _LOAD_READ_TIMEOUT_S = 330.0
 """Loading a large model takes minutes and Ollama gives up after 5 (`OLLAMA_LOAD_TIMEOUT`);
@@ -62,67 +60,6 @@ _FOREVER = timedelta(days=365 * 100)
 """A negative keep_alive is stored as Go's largest duration (~292 years): treat it as never."""
 _BARE_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _NS = 1e9
-
-
-def ollama_base_url(env_value: str | None) -> str:
-    """The URL to reach Ollama at, from an `OLLAMA_HOST`-style value.
-
-    Follows Ollama's own parsing: spaces and quotes are stripped; no scheme means `http`; a bare
-    host gets port 11434, `http://host` port 80, `https://host` port 443; `ollama.com` alone means
-    `https://ollama.com:443`; an invalid port falls back to the default; a path is kept. Like
-    Ollama's CLI, an unspecified bind address (`0.0.0.0`, `::`, empty host) becomes loopback,
-    because a server listening on all interfaces is reached through loopback.
-
-    Args:
-        env_value: The value of `OLLAMA_HOST` (or a configured URL); None or empty for the default.
-    """
-    value = (env_value or "").strip().strip("'\"").strip()
-    if not value:
-        return DEFAULT_URL
-    scheme, sep, hostport = value.partition("://")
-    default_port = _DEFAULT_PORT
-    if not sep:
-        scheme, hostport = "http", value
-        if value == "ollama.com":
-            scheme, hostport = "https", "ollama.com:443"
-    elif scheme == "http":
-        default_port = "80"
-    elif scheme == "https":
-        default_port = "443"
-    hostport, _, path = hostport.partition("/")
-    host, port = _split_host_port(hostport, default_port)
-    if not port.isdigit() or int(port) > 65535:
-        port = default_port
-    host = _connectable(host)
-    shown_host = f"[{host}]" if ":" in host else host
-    path = path.rstrip("/")
-    return f"{scheme}://{shown_host}:{port}" + (f"/{path}" if path else "")
-
-
-def _split_host_port(hostport: str, default_port: str) -> tuple[str, str]:
-    """Split `host:port`, `[v6]:port`, a bare host or a bare IPv6 address."""
-    if hostport.startswith("["):
-        host, _, rest = hostport[1:].partition("]")
-        if rest.startswith(":"):
-            return host, rest[1:]
-        return host, default_port
-    if hostport.count(":") == 1:
-        host, _, port = hostport.partition(":")
-        return host, port
-    return hostport, default_port
-
-
-def _connectable(host: str) -> str:
-    """Rewrite an unspecified bind address to loopback; normalise IP literals."""
-    if not host:
-        return "127.0.0.1"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if address.is_unspecified:
-        return "127.0.0.1" if address.version == 4 else "::1"
-    return str(address)
 
 
 def _keep_alive_value(keep_alive: str | int) -> str | int | float:
@@ -160,6 +97,11 @@ class OllamaBackend:
             options do not say (Go duration such as `"30m"`, or seconds; negative means forever).
         connect_timeout_s: Connect timeout for every request.
         transport: Used instead of the network (tests pass `httpx.MockTransport`).
+
+    Raises:
+        ConfigError: `$OLLAMA_HOST` names no usable address.
+        InvalidOllamaHost: `base_url` names no usable address (a config file's is checked when
+            the file is loaded).
     """
 
     name = "ollama"
@@ -173,8 +115,16 @@ class OllamaBackend:
         connect_timeout_s: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        configured = base_url if base_url is not None else os.environ.get("OLLAMA_HOST")
-        self.url = ollama_base_url(configured)
+        if base_url is not None:
+            self.url = ollama_base_url(base_url)
+        else:
+            environment_value = os.environ.get("OLLAMA_HOST")
+            try:
+                self.url = ollama_base_url(environment_value)
+            except InvalidOllamaHost as exc:
+                raise ConfigError(
+                    str(exc), env_var="OLLAMA_HOST", fix=f"set it to {ADDRESS_FORMS}, or unset it"
+                ) from exc
         self.keep_alive = keep_alive
         self._connect_timeout_s = connect_timeout_s
         self._client = make_client(
@@ -356,7 +306,7 @@ class OllamaBackend:
                     raise classify_error(
                         self.name, response.status_code, error.message, model=model
                     )
-                async with aclosing(iter_line_batches(response)) as batches:
+                async with aclosing(iter_line_batches(response, backend=self.name)) as batches:
                     async for lines in batches:
                         for line in lines:
                             if not line.strip():

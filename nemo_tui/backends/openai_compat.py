@@ -282,7 +282,7 @@ class OpenAICompatBackend:
                 if response.status_code >= 400:
                     error = await read_error_body(response)
                     raise self._error(response.status_code, error, model=model)
-                async with aclosing(iter_sse_data(response)) as payloads:
+                async with aclosing(iter_sse_data(response, backend=self.name)) as payloads:
                     async for payload in payloads:
                         received = True
                         if payload == "[DONE]":

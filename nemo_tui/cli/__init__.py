@@ -18,17 +18,21 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the process exit status."""
+    from nemo_tui.cli.output import note
     from nemo_tui.cli.parser import build_parser
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    _replace_what_the_terminal_cannot_show()
+    # Error texts can quote model servers (their messages, model names, health details), so they
+    # go out through `note`, stripped of terminal controls.
     try:
         status: int = args.handler(args)
     except (ConfigError, UsageError) as exc:
-        print(f"nemo-tui: {exc.one_line()}", file=sys.stderr)
+        note(f"nemo-tui: {exc.one_line()}")
         return EXIT_USAGE
     except NemoError as exc:
-        print(f"nemo-tui: {exc.title}: {exc.one_line()}", file=sys.stderr)
+        note(f"nemo-tui: {exc.title}: {exc.one_line()}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("nemo-tui: interrupted", file=sys.stderr)
@@ -37,3 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`); nothing more to say.
         return EXIT_FAILURE
     return status
+
+
+def _replace_what_the_terminal_cannot_show() -> None:
+    """On a terminal whose encoding is not UTF-8 (a Latin-1 locale), a character it lacks is
+    shown as `?` instead of ending the command with UnicodeEncodeError mid-answer."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and (stream.encoding or "").lower().replace("-", "") != "utf8":
+            reconfigure(errors="replace")

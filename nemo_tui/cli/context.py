@@ -10,12 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nemo_tui.config import Config, load_config
-from nemo_tui.core.memory import MemorySampler, SimulatedSampler, SystemSampler, parse_simulation
+from nemo_tui.core.memory import (
+    MemorySampler,
+    SimulatedGpuSampler,
+    SimulatedSampler,
+    SystemSampler,
+    parse_simulation,
+)
 from nemo_tui.errors import UsageError
 from nemo_tui.units import parse_size_mb
 
 if TYPE_CHECKING:
     from nemo_tui.core.catalog import Catalog, ModelSpec
+    from nemo_tui.core.complexity import Complexity
+    from nemo_tui.core.recommender import RecommendationRequest
 
 
 @dataclass(frozen=True)
@@ -34,23 +42,36 @@ class CommandContext:
 
         return build_catalog(self.config)
 
+    def recommendation_request(
+        self, complexity: Complexity, prompt_tokens: int | None = None
+    ) -> RecommendationRequest:
+        """What the recommender needs for a command that does not probe the backends: the
+        catalog, and which backends cannot answer whatever they would say."""
+        from nemo_tui.backends.discovery import unusable_backends
+        from nemo_tui.core.recommender import RecommendationRequest
+
+        return RecommendationRequest(
+            complexity,
+            self.catalog,
+            prompt_tokens=prompt_tokens,
+            unusable=unusable_backends(self.config),
+        )
+
 
 def make_sampler(simulate_memory: str | None, simulate_gpu: str | None) -> MemorySampler:
-    """The real sampler, or a simulated machine when `--simulate-memory` was given.
+    """The real sampler, a simulated machine for `--simulate-memory`, or this machine's live
+    memory with a simulated GPU for `--simulate-gpu` alone.
 
     Raises:
         UsageError: a size cannot be parsed.
     """
-    if simulate_memory is None and simulate_gpu is None:
-        return SystemSampler()
-    available: float | None
-    if simulate_memory is None:
-        real = SystemSampler().sample()
-        total, available = real.total_mb, real.available_mb
-    else:
+    gpu = parse_size_mb(simulate_gpu) if simulate_gpu is not None else None
+    if simulate_memory is not None:
         total, available = parse_simulation(simulate_memory)
-    gpu = parse_size_mb(simulate_gpu) if simulate_gpu else None
-    return SimulatedSampler(total, available, gpu)
+        return SimulatedSampler(total, available, gpu)
+    if gpu is not None:
+        return SimulatedGpuSampler(gpu)
+    return SystemSampler()
 
 
 def make_context(args: argparse.Namespace) -> CommandContext:

@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 from nemo_tui import paths
 from nemo_tui.cli.context import CommandContext, data_file, make_context
+from nemo_tui.cli.output import show
 from nemo_tui.config import dump_config_yaml, load_config
 from nemo_tui.core.catalog import resolve_model_argument
 from nemo_tui.core.complexity import Complexity, ComplexityAssessment, assess_complexity
@@ -19,7 +20,6 @@ from nemo_tui.core.optimizer import OptimizedPrompt, optimize_prompt
 from nemo_tui.core.recommender import (
     ANSWER_TOKENS,
     Recommendation,
-    RecommendationRequest,
     planned_context,
     recommend,
 )
@@ -40,14 +40,14 @@ def status(args: argparse.Namespace) -> int:
     profile = ctx.sampler.sample()
     level = pressure_level(profile, ctx.config.memory_thresholds.pressure_threshold)
     complexity = _forced_complexity(ctx) or Complexity.MEDIUM
-    rec = recommend(profile, RecommendationRequest(complexity, ctx.catalog), ctx.config)
+    rec = recommend(profile, ctx.recommendation_request(complexity), ctx.config)
     if args.json:
         print_json({"memory": memory_json(profile, level), "recommendation": rec.to_json()})
         return 0
-    print(describe_memory(profile, level))
-    print()
-    print(f"For a {complexity.value}-complexity query:")
-    print(describe_recommendation(rec))
+    show(describe_memory(profile, level))
+    show()
+    show(f"For a {complexity.value}-complexity query:")
+    show(describe_recommendation(rec))
     return 0
 
 
@@ -59,9 +59,7 @@ def recommend_command(args: argparse.Namespace) -> int:
     assessment = _assess(
         ctx, args.query, data_attached=attached is not None, forced=args.complexity
     )
-    request = RecommendationRequest(
-        assessment.level, ctx.catalog, prompt_tokens=estimate_tokens(args.query)
-    )
+    request = ctx.recommendation_request(assessment.level, estimate_tokens(args.query))
     rec = recommend(profile, request, ctx.config)
     if args.json:
         print_json(
@@ -74,8 +72,8 @@ def recommend_command(args: argparse.Namespace) -> int:
         )
         return 0
     reasons = ", ".join(assessment.reasons) or "nothing stood out"
-    print(f"Complexity   {assessment.level.value} ({reasons})")
-    print(describe_recommendation(rec))
+    show(f"Complexity   {assessment.level.value} ({reasons})")
+    show(describe_recommendation(rec))
     return 0
 
 
@@ -94,7 +92,10 @@ def optimize_command(args: argparse.Namespace) -> int:
     if budget <= 0:
         raise UsageError(f"a budget of {budget} tokens holds nothing", fix="give --budget above 0")
     question = args.query
-    summary = summarize_data(data, budget // 2) if data is not None else None
+    summary = None
+    if data is not None:
+        limit_mb = ctx.config.preferences.max_data_file_mb
+        summary = summarize_data(data, budget // 2, max_file_mb=limit_mb)
     prompt = build_prompt("\n\n".join(p for p in (text.strip(), question) if p), summary)
     result = optimize_prompt(
         prompt, budget, question=question, enabled=ctx.config.optimization.context_truncation
@@ -148,10 +149,10 @@ def estimate_command(args: argparse.Namespace) -> int:
         print_json({"model": spec.name, **result.to_json()})
         return 0
     if not spec.local:
-        print(f"{spec.name} runs in the cloud: it needs no memory on this machine")
+        show(f"{spec.name} runs in the cloud: it needs no memory on this machine")
         return 0
     # The estimate is for the context the model really gets: servers clamp to its trained window.
-    print(
+    show(
         f"{spec.name} at {format_count(result.num_ctx)} tokens of context, KV cache {args.kv_type}:"
     )
     if result.num_ctx < num_ctx:
@@ -280,6 +281,6 @@ def _budget_for(ctx: CommandContext, model: str | None, text: str) -> int:
         num_ctx = planned_context(spec, profile, ctx.config, prompt_tokens)
     else:
         assessment = _assess(ctx, text, data_attached=False, forced=None)
-        request = RecommendationRequest(assessment.level, ctx.catalog, prompt_tokens=prompt_tokens)
+        request = ctx.recommendation_request(assessment.level, prompt_tokens)
         num_ctx = recommend(profile, request, ctx.config).num_ctx
     return max(0, num_ctx - ANSWER_TOKENS)

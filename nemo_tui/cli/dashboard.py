@@ -31,7 +31,8 @@ def run_dashboard(
             start-up benchmark) brings its own backends.
 
     Raises:
-        ConfigError: the config file is missing or invalid.
+        ConfigError: the config file is missing or invalid, or settings changed in the
+            dashboard could not be saved to it.
         UsageError: a `--simulate-*` size cannot be parsed.
     """
     pause_collection(Pause.START_UP)
@@ -49,6 +50,9 @@ def run_dashboard(
         app.run()
     finally:
         resume_collection(Pause.START_UP)
+    if app.settings_not_saved is not None:
+        # Said here, on the terminal, because the dashboard that would have shown it is gone.
+        raise app.settings_not_saved
     return app.return_code or 0
 
 

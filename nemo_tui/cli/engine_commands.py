@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from nemo_tui import paths
 from nemo_tui.backends.discovery import describe_health
 from nemo_tui.cli.context import CommandContext, data_file, known_model, make_context
 from nemo_tui.cli.event_json import event_json
+from nemo_tui.cli.output import AnswerWriter, note, show
 from nemo_tui.core.cache_policy import CachedModel
 from nemo_tui.core.recommender import memory_budget_mb, planned_context
 from nemo_tui.engine import Engine
@@ -122,15 +122,15 @@ class _Summary:
     def __init__(self) -> None:
         self.reason = ""
         self.reduction = ""
+        self.answer = AnswerWriter()
 
     def show(self, event: EngineEvent) -> None:
         if isinstance(event, Token):
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
+            self.answer.write(event.text)
         elif isinstance(event, Recommended):
             self.reason = event.recommendation.reason
             if event.warning:
-                _note(f"warning: {event.warning}")
+                note(f"warning: {event.warning}")
         elif isinstance(event, PromptOptimized) and event.result.truncated:
             result = event.result
             self.reduction = (
@@ -139,18 +139,17 @@ class _Summary:
                 f" ({format_pct(result.reduction_pct / 100)} smaller)"
             )
         elif isinstance(event, Fallback):
-            _note(f"{event.from_model} failed ({event.why}); trying {event.to_model}")
+            note(f"{event.from_model} failed ({event.why}); trying {event.to_model}")
         elif isinstance(event, Evicting):
-            _note(f"unloaded {event.model}: {event.reason}")
+            note(f"unloaded {event.model}: {event.reason}")
         elif isinstance(event, Loading):
-            _note(f"loading {event.model} on {event.backend}...")
+            note(f"loading {event.model} on {event.backend}...")
         elif isinstance(event, Notice):
-            _note(("warning: " if event.warning else "") + event.message)
+            note(("warning: " if event.warning else "") + event.message)
 
     def finish(self, final: EngineEvent) -> None:
+        self.answer.end_line()
         if isinstance(final, Done):
-            if final.text and not final.text.endswith("\n"):
-                sys.stdout.write("\n")
             parts = [
                 f"{final.model} ({final.backend})",
                 f"{format_count(final.tokens_in)} tokens in, {format_count(final.tokens_out)} out",
@@ -160,16 +159,15 @@ class _Summary:
             ]
             if final.fallbacks:
                 parts.append(f"after {', '.join(final.fallbacks)} failed")
-            _note(" | ".join(parts))
+            note(" | ".join(parts))
             if self.reason:
-                _note(f"why: {self.reason}")
+                note(f"why: {self.reason}")
         elif isinstance(final, Failed):
             if final.partial_text:
-                sys.stdout.write("\n")
-                _note(f"(partial answer from {final.model} kept above)")
-            _note(f"{final.error.title}: {final.error.one_line()}")
+                note(f"(partial answer from {final.model} kept above)")
+            note(f"{final.error.title}: {final.error.one_line()}")
         else:
-            _note("cancelled")
+            note("cancelled")
 
 
 def _cache(hit: bool | None, load_s: float | None) -> str:
@@ -178,10 +176,6 @@ def _cache(hit: bool | None, load_s: float | None) -> str:
     if hit:
         return "cache hit"
     return f"cache miss (loaded in {format_seconds(load_s)})"
-
-
-def _note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -254,17 +248,17 @@ def models(args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=2))
             return 0
         for line in describe_health(engine.healths()):
-            print(line)
-        print(f"\nMemory free under the cache limit: {format_mb(budget)}\n")
-        print(f"{'model':<22} {'backend':<9} {'state':<10} {'ctx':>7} {'needs':>9} {'fits':>5}")
+            show(line)
+        show(f"\nMemory free under the cache limit: {format_mb(budget)}\n")
+        show(f"{'model':<22} {'backend':<9} {'state':<10} {'ctx':>7} {'needs':>9} {'fits':>5}")
         for row in rows:
             state = "loaded" if row.resident else "installed" if row.installed else "-"
-            print(
+            show(
                 f"{row.name:<22} {row.backend:<9} {state:<10} {row.num_ctx:>7,}"
                 f" {format_mb(row.estimated_mb):>9} {'yes' if row.fits else 'no':>5}"
             )
             if row.resident is not None:
-                print(
+                show(
                     f"{'':<22} resident {format_mb(row.resident.size_mb)},"
                     f" {format_pct(row.resident.vram_share)} in VRAM,"
                     f" {_expires(row.resident.expires_at)}"
@@ -298,7 +292,11 @@ def _cache_action(args: argparse.Namespace, action: Callable[[Engine], Awaitable
     async def body(engine: Engine, ctx: CommandContext) -> int:
         result = await action(engine)
         ok = bool(getattr(result, "ok", False))
-        print(getattr(result, "message", ""), file=sys.stdout if ok else sys.stderr)
+        message = str(getattr(result, "message", ""))
+        if ok:
+            show(message)
+        else:
+            note(message)
         return 0 if ok else 1
 
     return _run(args, body)
@@ -325,9 +323,9 @@ def stats(args: argparse.Namespace) -> int:
                 f"{label:<18} p50 {format_seconds(values.get('p50'))},"
                 f" p90 {format_seconds(values.get('p90'))}"
             )
-        print()
+        show()
         for line in describe_health(engine.healths()):
-            print(line)
+            show(line)
         return 0
 
     return _run(args, body)

@@ -215,7 +215,8 @@ class CacheTracker:
     """The engine's record of what every backend holds loaded, with sizes, last use and hits.
 
     Backends report what they hold (`sync`); the engine adds what only it knows: when a model
-    answered a query and how often. Not thread-safe: the engine uses it from one asyncio loop.
+    answered a query and how often. Changed only from the engine's asyncio loop; another thread
+    (the dashboard's memory sampling) may read `resident()`, and sees each change whole.
 
     Args:
         clock: The time source, epoch seconds; tests pass a fake one.
@@ -237,19 +238,19 @@ class CacheTracker:
             entries: Everything it holds loaded now.
         """
         now = self._clock()
-        previous = {key: model for key, model in self._models.items() if key[0] == backend}
-        for key in previous:
-            del self._models[key]
+        models = {key: model for key, model in self._models.items() if key[0] != backend}
         for entry in entries:
             key = (backend, model_key(entry.name))
-            known = previous.get(key)
+            known = self._models.get(key)
             if known is not None:
                 entry = replace(
                     entry, hits=known.hits, last_used=known.last_used, loaded_at=known.loaded_at
                 )
             elif entry.loaded_at == 0.0:
                 entry = replace(entry, loaded_at=now)
-            self._models[key] = replace(entry, backend=backend)
+            models[key] = replace(entry, backend=backend)
+        # Swapped in at once, so a reader on another thread never sees the backend half synced.
+        self._models = models
 
     def record_load(
         self, backend: str, name: str, size_mb: float, context_length: int | None = None

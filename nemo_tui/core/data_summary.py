@@ -3,7 +3,10 @@
 A data file is summarized rather than pasted: a model learns more from column types, missing
 values, ranges and a few rows than from the first screenful of a file that does not fit.
 Statistics come from the first `SAMPLE_CHARS` characters of the file, while every row is counted by
-streaming the rest, so a large file costs little memory and the row count is exact.
+streaming the rest, so a large file costs little memory and the row count is exact. Lines are read
+with a bound (`MAX_LINE_CHARS`) and files past a size limit are refused, so no file, not even one
+that is a single 20 GB line, is loaded whole. `DataSummaries` keeps what it read per version of a
+file, so summarizing it again to another budget reads nothing.
 """
 
 from __future__ import annotations
@@ -11,21 +14,32 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
+import stat
 import statistics
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TextIO
 
+from nemo_tui.config import Preferences
 from nemo_tui.core.tokens import TokenCounter, estimate_tokens
 from nemo_tui.errors import NemoError
-from nemo_tui.units import format_count, format_pct
+from nemo_tui.units import bytes_to_mb, format_count, format_mb, format_pct
 
 SAMPLE_CHARS = 2 * 1024 * 1024
 """Column statistics and sample rows come from this many characters (about 2 MB) of a file."""
+MAX_LINE_CHARS = 1024 * 1024
+"""Longest line (a CSV row, a JSON object) read from a data file; a longer one is refused. Real
+rows are far shorter, and reading a line whole would load a file that has no line ends (a sparse
+or binary file named `.csv`) into memory all at once."""
+DEFAULT_MAX_FILE_MB = Preferences().max_data_file_mb
+"""Largest file summarized when the caller gives no limit: the config's default."""
+SUMMARY_CACHE_SIZE = 8
+"""How many files `DataSummaries` remembers: the one attached now and a few before it."""
 
 _FORMATS = {
     ".csv": "CSV",
@@ -37,7 +51,9 @@ _FORMATS = {
 _MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "?"})
 _BOOLEANS = {"true": True, "false": False, "yes": True, "no": False}
 _INT = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# One way to match each number: `\d+\.?\d*` would try every split of a long run of digits
+# before giving up on a trailing letter, quadratic in the length of the cell.
+_FLOAT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _DATE = re.compile(r"(\d{4})[-/](\d{2})[-/](\d{2})(?:[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?")
 _CELL_CHARS = 40
 # Columns past those shown in full are named, up to this many.
@@ -48,6 +64,7 @@ _DETAILS = [
     for columns in (None, 40, 20, 10, 5, 2)
     for rows, top in ((5, 5), (3, 3), (1, 2), (0, 1))
 ]
+_MAX_SAMPLE_ROWS = max(rows for _, rows, _ in _DETAILS)
 
 Value = str | int | float | bool | date | None
 
@@ -75,37 +92,107 @@ class _Column:
     top: list[tuple[str, int]]
 
 
-def summarize_data(
-    path: Path, budget_tokens: int, *, count_tokens: TokenCounter | None = None
-) -> str:
-    """Summarize a data file for a prompt, within a token budget.
+@dataclass(frozen=True)
+class _Digest:
+    """What a summary is written from, at any level of detail; small enough to keep."""
 
-    The summary names the columns with their types (int, float, bool, date, text), missing
-    values, min/max/mean for numbers, ranges for dates, top values for the rest, then a few
-    sample rows. Smaller budgets get fewer sample rows and top values, then fewer columns.
+    name: str
+    kind: str
+    columns: list[_Column]
+    first_rows: list[list[str]]
+    """The first rows as read, as many as the richest summary shows."""
+    sampled: int
+    """Rows the column statistics come from."""
+    total_rows: int
+
+
+_FileVersion = tuple[str, str, int, int]
+"""A file as `DataSummaries` remembers it: resolved path, name given, size, modification time."""
+
+
+class DataSummaries:
+    """Summaries of attached data files, each file read once while it stays unchanged.
+
+    The dashboard plans a query again whenever typing pauses, and a fallback plans it again for
+    another model's context; each wants the same file summarized, to another budget. What a
+    summary is written from is kept per version of a file (its resolved path, size and
+    modification time) for the last `capacity` files used, so only a new or changed file is read.
+    What made a file unusable (a bad line deep in it, say) is kept the same way; a file that
+    could not be opened is not, so fixing its permissions is noticed at once.
 
     Args:
-        path: A `.csv`, `.tsv` (or `.tab`) or `.jsonl` (or `.ndjson`) file with a header row
-            or one JSON object per line.
-        budget_tokens: The most tokens the summary should take.
-        count_tokens: An exact token counter from the backend; None uses the estimate.
+        capacity: How many files to remember.
+    """
 
-    Returns:
-        The summary. Only a budget too small to name the file and its size is exceeded.
+    def __init__(self, capacity: int = SUMMARY_CACHE_SIZE) -> None:
+        self._capacity = capacity
+        self._digests: OrderedDict[_FileVersion, _Digest | NemoError] = OrderedDict()
+
+    def summarize(
+        self,
+        path: Path,
+        budget_tokens: int,
+        *,
+        max_file_mb: int = DEFAULT_MAX_FILE_MB,
+        count_tokens: TokenCounter | None = None,
+    ) -> str:
+        """Summarize a data file for a prompt, within a token budget.
+
+        The summary names the columns with their types (int, float, bool, date, text), missing
+        values, min/max/mean for numbers, ranges for dates, top values for the rest, then a few
+        sample rows. Smaller budgets get fewer sample rows and top values, then fewer columns.
+
+        Args:
+            path: A `.csv`, `.tsv` (or `.tab`) or `.jsonl` (or `.ndjson`) file with a header
+                row or one JSON object per line.
+            budget_tokens: The most tokens the summary should take.
+            max_file_mb: A larger file is refused without being read.
+            count_tokens: An exact token counter from the backend; None uses the estimate.
+
+        Returns:
+            The summary. Only a budget too small to name the file and its size is exceeded.
+
+        Raises:
+            NemoError: The file is missing, unreadable, too large, empty, not UTF-8, has a line
+                longer than `MAX_LINE_CHARS`, or is not of a supported kind.
+        """
+        kind = _format_of(path)
+        version = _version_of(path, max_file_mb)
+        outcome = self._digests.pop(version, None)
+        if outcome is None:
+            outcome = _read_digest(path, kind)
+        self._digests[version] = outcome
+        while len(self._digests) > self._capacity:
+            self._digests.popitem(last=False)
+        if isinstance(outcome, NemoError):
+            raise _copy_of(outcome)
+        return _render_within(outcome, budget_tokens, count_tokens or estimate_tokens)
+
+
+def summarize_data(
+    path: Path,
+    budget_tokens: int,
+    *,
+    max_file_mb: int = DEFAULT_MAX_FILE_MB,
+    count_tokens: TokenCounter | None = None,
+) -> str:
+    """Summarize a data file once, remembering nothing; see `DataSummaries.summarize`.
 
     Raises:
-        NemoError: The file is missing, unreadable, empty, not UTF-8 or not of a supported kind.
+        NemoError: The file cannot be summarized; the message says why and the fix what to do.
     """
-    count = count_tokens or estimate_tokens
-    table = _read(path)
-    columns = [
-        _profile(name, [row[i] for row in table.rows]) for i, name in enumerate(table.columns)
-    ]
+    return DataSummaries(capacity=1).summarize(
+        path, budget_tokens, max_file_mb=max_file_mb, count_tokens=count_tokens
+    )
+
+
+def _render_within(digest: _Digest, budget_tokens: int, count: TokenCounter) -> str:
+    """The richest summary that fits the budget, else the one-line headline."""
     for shown, rows, top in _DETAILS:
-        text = _render(table, columns, shown, rows, top)
+        text = _render(digest, shown, rows, top)
         if count(text) <= budget_tokens:
             return text
-    return _headline(table)
+    return _headline(digest)
 
 
 def build_prompt(query: str, data_summary: str | None) -> str:
@@ -129,24 +216,49 @@ def build_prompt(query: str, data_summary: str | None) -> str:
     )
 
 
-class _MeteredLines:
-    """Lines of a text file, counting the characters read so far."""
+class _BoundedLines:
+    """Lines of a text file, each read with a bound, counting the characters read so far.
 
-    def __init__(self, handle: TextIO) -> None:
+    Args:
+        handle: The file, opened in text mode with `newline=""` (as the csv module wants).
+        name: The file's name, for the error.
+    """
+
+    def __init__(self, handle: TextIO, name: str) -> None:
         self._handle = handle
+        self._name = name
         self.consumed = 0
 
     def __iter__(self) -> Iterator[str]:
-        return self
+        """Yield each line with its line end.
 
-    def __next__(self) -> str:
-        line = next(self._handle)
-        self.consumed += len(line)
-        return line
+        Raises:
+            NemoError: a line is longer than `MAX_LINE_CHARS` (not counting its line end).
+        """
+        readline = self._handle.readline
+        # Room for the longest allowed line and a `\r\n`, so its end is read with it.
+        limit = MAX_LINE_CHARS + 2
+        number = 0
+        while line := readline(limit):
+            number += 1
+            if len(line) > MAX_LINE_CHARS and len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
+                raise NemoError(
+                    f"{self._name} line {format_count(number)} is longer than"
+                    f" {format_count(MAX_LINE_CHARS)} characters, so it was not read",
+                    fix="attach a CSV, TSV or JSON Lines file with one record per line (a file"
+                    " without line ends is not one)",
+                    title="Unreadable data file",
+                )
+            self.consumed += len(line)
+            yield line
 
 
-def _read(path: Path) -> _Table:
-    """Read a data file's header, its sampled rows and its total row count."""
+def _format_of(path: Path) -> str:
+    """The format a data file's name says it has.
+
+    Raises:
+        NemoError: the name has none of the supported suffixes.
+    """
     kind = _FORMATS.get(path.suffix.lower())
     if kind is None:
         raise NemoError(
@@ -154,28 +266,103 @@ def _read(path: Path) -> _Table:
             fix="attach a .csv, .tsv or .jsonl file (export spreadsheets and JSON arrays to CSV)",
             title="Unsupported data file",
         )
+    return kind
+
+
+def _version_of(path: Path, max_file_mb: int) -> _FileVersion:
+    """Which version of the file is there now, checking that it is a file within the limit.
+
+    Raises:
+        NemoError: it does not exist, is a folder, cannot be looked at, or is too large.
+    """
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            lines = _MeteredLines(handle)
-            if kind == "JSON Lines":
-                return _read_json_lines(path.name, lines)
-            return _read_delimited(path.name, kind, lines)
-    except FileNotFoundError as error:
-        raise NemoError(f"{path} does not exist", fix="check the path of the data file") from error
-    except IsADirectoryError as error:
-        raise NemoError(f"{path} is a folder", fix="attach a file, not a folder") from error
-    except PermissionError as error:
-        raise NemoError(f"{path} cannot be read", fix="check the file's permissions") from error
+        info = path.stat()
+        resolved = str(path.resolve())
+    except OSError as error:
+        raise _os_error(path, error) from error
+    if stat.S_ISDIR(info.st_mode):
+        raise NemoError(f"{path} is a folder", fix="attach a file, not a folder")
+    size_mb = bytes_to_mb(info.st_size)
+    if size_mb > max_file_mb:
+        raise NemoError(
+            f"{path.name} is {format_mb(size_mb)}, over the {format_mb(max_file_mb)} limit for"
+            " attached data files (every row is read to count the rows)",
+            fix="attach an extract of it (such as its first 100,000 lines), or raise"
+            " preferences.max_data_file_mb",
+            title="Data file too large",
+        )
+    return (resolved, path.name, info.st_size, info.st_mtime_ns)
+
+
+def _read_digest(path: Path, kind: str) -> _Digest | NemoError:
+    """Read a data file into what its summaries are written from, or why that failed.
+
+    Raises:
+        NemoError: the file cannot be opened; what is wrong with its content is returned.
+    """
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as error:
+        raise _os_error(path, error) from error
+    with handle:
+        try:
+            return _digest_of(_read(path, kind, handle))
+        except NemoError as error:
+            return _copy_of(error)
+
+
+def _copy_of(error: NemoError) -> NemoError:
+    """The same error without a traceback or a cause, to be kept or raised once more.
+
+    A kept error would otherwise hold the frames of the read that failed (and the rows in
+    them), and raising the same object on every call would pile up tracebacks on it.
+    """
+    return NemoError(error.message, fix=error.fix, title=error.title)
+
+
+def _os_error(path: Path, error: OSError) -> NemoError:
+    """What an operating-system failure on a data file means to the user."""
+    if isinstance(error, FileNotFoundError):
+        return NemoError(f"{path} does not exist", fix="check the path of the data file")
+    if isinstance(error, IsADirectoryError):
+        return NemoError(f"{path} is a folder", fix="attach a file, not a folder")
+    if isinstance(error, PermissionError):
+        return NemoError(f"{path} cannot be read", fix="check the file's permissions")
+    return NemoError(f"{path} cannot be read: {error.strerror}", fix="check the file")
+
+
+def _read(path: Path, kind: str, handle: TextIO) -> _Table:
+    """Read a data file's header, its sampled rows and its total row count."""
+    lines = _BoundedLines(handle, path.name)
+    try:
+        if kind == "JSON Lines":
+            return _read_json_lines(path.name, lines)
+        return _read_delimited(path.name, kind, lines)
     except UnicodeDecodeError as error:
         raise NemoError(
             f"{path.name} is not UTF-8 text",
             fix="save the file as UTF-8 (CSV UTF-8 in spreadsheets)",
         ) from error
     except OSError as error:
-        raise NemoError(f"{path} cannot be read: {error.strerror}", fix="check the file") from error
+        raise _os_error(path, error) from error
 
 
-def _read_delimited(name: str, kind: str, lines: _MeteredLines) -> _Table:
+def _digest_of(table: _Table) -> _Digest:
+    """Column statistics of the sampled rows, and the rows a summary may show."""
+    columns = [
+        _profile(name, [row[i] for row in table.rows]) for i, name in enumerate(table.columns)
+    ]
+    return _Digest(
+        name=table.name,
+        kind=table.kind,
+        columns=columns,
+        first_rows=table.raw_rows[:_MAX_SAMPLE_ROWS],
+        sampled=len(table.rows),
+        total_rows=table.total_rows,
+    )
+
+
+def _read_delimited(name: str, kind: str, lines: _BoundedLines) -> _Table:
     """Read a CSV or TSV file: header, rows within the sample, and every row counted."""
     reader = csv.reader(lines, delimiter="\t" if kind == "TSV" else ",")
     try:
@@ -200,7 +387,7 @@ def _read_delimited(name: str, kind: str, lines: _MeteredLines) -> _Table:
     return _Table(name, kind, columns, rows, raw_rows, total)
 
 
-def _read_json_lines(name: str, lines: _MeteredLines) -> _Table:
+def _read_json_lines(name: str, lines: _BoundedLines) -> _Table:
     """Read a JSON Lines file; lines past the sample are counted, not parsed."""
     columns: dict[str, None] = {}
     objects: list[dict[str, object]] = []
@@ -213,9 +400,11 @@ def _read_json_lines(name: str, lines: _MeteredLines) -> _Table:
             continue
         try:
             item = json.loads(line)
-        except json.JSONDecodeError as error:
+        except ValueError as error:
+            # Besides malformed JSON: a number of more digits than Python turns into an int.
+            reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
             raise NemoError(
-                f"{name} line {number} is not valid JSON: {error.msg}",
+                f"{name} line {number} is not valid JSON: {reason}",
                 fix="write one JSON object per line (JSON Lines)",
             ) from error
         if not isinstance(item, dict):
@@ -242,7 +431,11 @@ def _parse_text(cell: str) -> Value:
     if lower in _BOOLEANS:
         return _BOOLEANS[lower]
     if _INT.fullmatch(text):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:
+            # More digits than Python turns into an int (4,300 by default): only its size matters.
+            return float(text)
     if _FLOAT.fullmatch(text):
         return float(text)
     return _parse_date(text) or text
@@ -286,11 +479,11 @@ def _profile(name: str, values: list[Value]) -> _Column:
     if not present:
         return _Column(name, "empty", missing, "no values", [])
     if kinds <= {"int", "float"}:
-        numbers = [float(v) for v in present if isinstance(v, int | float)]
+        numbers = [_to_float(v) for v in present if isinstance(v, int | float)]
         kind = "int" if kinds == {"int"} else "float"
         detail = (
             f"min {_number(min(numbers))}, max {_number(max(numbers))}, "
-            f"mean {_number(statistics.fmean(numbers))}"
+            f"mean {_number(_mean(numbers))}"
         )
         return _Column(name, kind, missing, detail, [])
     if kinds == {"date"}:
@@ -307,6 +500,23 @@ def _profile(name: str, values: list[Value]) -> _Column:
         examples = ", ".join(f'"{value}"' for value in list(counts)[:3])
         return _Column(name, "text", missing, f"{detail}, all different, e.g. {examples}", [])
     return _Column(name, "text", missing, detail, counts.most_common(5))
+
+
+def _to_float(value: int | float) -> float:
+    """A number as a float; an int beyond the float range becomes infinite rather than fail."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _mean(numbers: list[float]) -> float:
+    """The mean; inf or nan when the values are infinite or their sum overflows."""
+    try:
+        return statistics.fmean(numbers)
+    except (OverflowError, ValueError):
+        # fmean's exact sum refuses what a plain sum turns into inf or nan.
+        return sum(numbers) / len(numbers)
 
 
 def _kind_of(value: Value) -> str:
@@ -342,19 +552,20 @@ def _clip(text: str) -> str:
     return text if len(text) <= _CELL_CHARS else text[: _CELL_CHARS - 1] + "…"
 
 
-def _headline(table: _Table) -> str:
+def _headline(digest: _Digest) -> str:
     """The one-line description of the file."""
     return (
-        f"Data file: {table.name} ({table.kind}, {_count_of(table.total_rows, 'row')}, "
-        f"{_count_of(len(table.columns), 'column')})"
+        f"Data file: {digest.name} ({digest.kind}, {_count_of(digest.total_rows, 'row')}, "
+        f"{_count_of(len(digest.columns), 'column')})"
     )
 
 
-def _render(table: _Table, columns: list[_Column], shown: int | None, rows: int, top: int) -> str:
+def _render(digest: _Digest, shown: int | None, rows: int, top: int) -> str:
     """The summary at one level of detail."""
-    lines = [_headline(table)]
-    sampled = len(table.rows)
-    if sampled < table.total_rows:
+    columns = digest.columns
+    lines = [_headline(digest)]
+    sampled = digest.sampled
+    if sampled < digest.total_rows:
         lines.append(f"Column statistics are from the first {format_count(sampled)} rows.")
     limit = len(columns) if shown is None else min(shown, len(columns))
     lines.append("Columns:")
@@ -365,9 +576,9 @@ def _render(table: _Table, columns: list[_Column], shown: int | None, rows: int,
         if len(columns) - limit > _LISTED_NAMES:
             rest += ", …"
         lines.append(f"- … {format_count(len(columns) - limit)} more columns: {rest}")
-    if rows and table.raw_rows:
-        lines.append(f"Sample rows (first {min(rows, len(table.raw_rows))}):")
-        lines.append(_sample(table, limit, rows))
+    if rows and digest.first_rows:
+        lines.append(f"Sample rows (first {min(rows, len(digest.first_rows))}):")
+        lines.append(_sample(digest, limit, rows))
     return "\n".join(lines)
 
 
@@ -385,17 +596,18 @@ def _column_line(column: _Column, sampled: int, top: int) -> str:
     return line
 
 
-def _sample(table: _Table, limit: int, rows: int) -> str:
+def _sample(digest: _Digest, limit: int, rows: int) -> str:
     """The first rows in the file's own format, clipped to the shown columns.
 
     JSON Lines cells are already JSON (see `_json_cell`); CSV and TSV cells are clipped here.
     """
-    names = table.columns[:limit]
-    if table.kind == "JSON Lines":
-        return "\n".join(_json_row(names, row[:limit]) for row in table.raw_rows[:rows])
-    picked = [[_clip(cell) for cell in row[:limit]] for row in table.raw_rows[:rows]]
+    names = [column.name for column in digest.columns[:limit]]
+    if digest.kind == "JSON Lines":
+        return "\n".join(_json_row(names, row[:limit]) for row in digest.first_rows[:rows])
+    picked = [[_clip(cell) for cell in row[:limit]] for row in digest.first_rows[:rows]]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t" if table.kind == "TSV" else ",", lineterminator="\n")
+    delimiter = "\t" if digest.kind == "TSV" else ","
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     writer.writerow(names)
     writer.writerows(picked)
     return buffer.getvalue().rstrip("\n")

@@ -217,14 +217,24 @@ class _Fitter:
                     layout.cut[i] = None
 
     def _keep_most_relevant(self) -> None:
-        """Cut all the material, then keep the most relevant units while they fit."""
+        """Cut all the material, then keep the most relevant units while they fit.
+
+        Of equally relevant units the shorter goes first, leaving more of the budget for the
+        next; units that share nothing with the question fill what is left in document order,
+        so they come in one stretch rather than scattered between markers.
+        """
         layout = self.layout
         candidates = [i for i in self.body if layout.cut[i] is None]
         for i in candidates:
             layout.cut[i] = CutReason.LOW_RELEVANCE
         total = layout.estimated_total()
         kept: list[int] = []
-        for i in sorted(candidates, key=lambda i: (-self.scores[i], i)):
+        scores = self.scores
+
+        def rank(i: int) -> tuple[float, int, int]:
+            return (-scores[i], layout.tokens[i] if scores[i] > 0 else 0, i)
+
+        for i in sorted(candidates, key=rank):
             extra = layout.cost_of_keeping(i)
             if total + extra <= self.budget:
                 layout.cut[i] = None

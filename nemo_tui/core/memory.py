@@ -4,8 +4,12 @@ This module is the public face of memory sampling. It owns:
 
 - the `MemoryProfile` snapshot (with its `GpuMemory` entries),
 - the samplers that produce one: `SystemSampler` for this machine, which combines the probes in
-  `nemo_tui.core.memory_probes` (meminfo, PSI, cgroup v2, NVML), and `SimulatedSampler` for a
-  machine of a chosen size (`--simulate-memory`, `--simulate-gpu`),
+  `nemo_tui.core.memory_probes` (meminfo, PSI, cgroup v2, NVML), `SimulatedSampler` for a
+  machine of a chosen size (`--simulate-memory`, with `--simulate-gpu`), and
+  `SimulatedGpuSampler` for this machine's live memory with a simulated GPU (`--simulate-gpu`
+  alone),
+- `with_loaded_models`, which counts loaded models in the simulated part of a profile, since a
+  simulated machine's figures cannot see what the model servers hold,
 - the pressure level (`normal`, `elevated`, `critical`) of a profile, and `PressureWatcher`,
   which turns a stream of profiles into level changes with hysteresis, so usage hovering at a
   threshold does not make the level flap.
@@ -92,7 +96,8 @@ class MemoryProfile:
     host_available_mb: float
     gpus: tuple[GpuMemory, ...] = ()
     simulated: bool = False
-    """True when the figures come from `--simulate-memory`, not from this machine."""
+    """True when the RAM, swap and page cache figures come from `--simulate-memory`, not from
+    this machine; a simulated GPU is marked on its own `GpuMemory`."""
     timestamp: float = 0.0
     """`time.time()` when sampled."""
 
@@ -100,6 +105,11 @@ class MemoryProfile:
     def usage_fraction(self) -> float:
         """Used share of the effective total, 0..1."""
         return _usage(self.total_mb, self.available_mb)
+
+    @property
+    def any_simulated(self) -> bool:
+        """Whether any figure is pretended: the machine's memory or one of its GPUs."""
+        return self.simulated or any(gpu.simulated for gpu in self.gpus)
 
     def with_available(self, available_mb: float) -> MemoryProfile:
         """A copy of this profile with a different amount of available memory.
@@ -239,8 +249,9 @@ class SystemSampler:
 class SimulatedSampler:
     """A machine of a chosen size, for trying nemo-tui as if on a 2, 4 or 8 GB computer.
 
-    Memory figures are fixed; the RSS of this process is still measured, so an in-process
-    model still shows up. There is no swap, PSI or cgroup, and no GPU unless one is given.
+    The figures it samples are the machine before any model is loaded: they stay fixed, and the
+    engine adds the models it knows to be loaded (`with_loaded_models`). The RSS of this process
+    is still measured. There is no swap, PSI or cgroup, and no GPU unless one is given.
 
     Args:
         total_mb: The simulated total memory.
@@ -260,13 +271,9 @@ class SimulatedSampler:
         available = total_mb * SIMULATED_AVAILABLE_SHARE if available_mb is None else available_mb
         if total_mb <= 0 or not 0 <= available <= total_mb:
             raise ValueError(f"cannot simulate {available} MB free of {total_mb} MB")
-        if gpu_vram_mb is not None and gpu_vram_mb <= 0:
-            raise ValueError(f"cannot simulate a GPU with {gpu_vram_mb} MB of VRAM")
         self._total = total_mb
         self._available = available
-        self._gpus: tuple[GpuMemory, ...] = ()
-        if gpu_vram_mb is not None:
-            self._gpus = (GpuMemory(0, "Simulated GPU", float(gpu_vram_mb), 0.0),)
+        self._gpus = () if gpu_vram_mb is None else (_simulated_gpu(gpu_vram_mb),)
         self._rss = RssProbe()
 
     def sample(self) -> MemoryProfile:
@@ -290,6 +297,69 @@ class SimulatedSampler:
             simulated=True,
             timestamp=time.time(),
         )
+
+
+class SimulatedGpuSampler:
+    """This machine's live memory with one simulated GPU in place of its real ones.
+
+    Every sample reads RAM, swap, PSI and the cgroup afresh; only the GPU is pretended.
+
+    Args:
+        gpu_vram_mb: VRAM of the simulated GPU.
+        live: Where the live figures come from; by default this machine, without asking NVML
+            (its GPUs are replaced anyway).
+
+    Raises:
+        ValueError: the VRAM is not positive.
+    """
+
+    def __init__(self, gpu_vram_mb: float, live: MemorySampler | None = None) -> None:
+        self._gpus = (_simulated_gpu(gpu_vram_mb),)
+        self._live = live or SystemSampler(use_gpu=False)
+
+    def sample(self) -> MemoryProfile:
+        """Take one snapshot of this machine, with the simulated GPU as its only GPU."""
+        return replace(self._live.sample(), gpus=self._gpus)
+
+
+def _simulated_gpu(vram_mb: float) -> GpuMemory:
+    if vram_mb <= 0:
+        raise ValueError(f"cannot simulate a GPU with {vram_mb} MB of VRAM")
+    return GpuMemory(0, "Simulated GPU", float(vram_mb), 0.0, simulated=True)
+
+
+def with_loaded_models(
+    profile: MemoryProfile, models_mb: float, models_vram_mb: float = 0.0
+) -> MemoryProfile:
+    """A profile with loaded models counted in its simulated parts, as that machine would hold
+    them.
+
+    Live figures already include what the model servers hold and are left alone. On simulated
+    RAM the models take their whole size, less the part a simulated GPU holds: without a
+    simulated GPU the simulated machine has nowhere else to keep them, whatever this host's
+    GPU does. The first simulated GPU takes the part the backends report in VRAM. Both are
+    clamped to their totals.
+
+    Args:
+        profile: A sample; its simulated figures describe the machine with no model loaded.
+        models_mb: Everything the loaded models occupy, RAM and VRAM together.
+        models_vram_mb: The part of it the backends placed in GPU memory.
+
+    Returns:
+        The profile with the models counted; the same profile when nothing in it is simulated.
+    """
+    simulated_gpu = next((gpu for gpu in profile.gpus if gpu.simulated), None)
+    counted = profile
+    if simulated_gpu is not None and models_vram_mb > 0:
+        used = min(simulated_gpu.total_mb, simulated_gpu.used_mb + models_vram_mb)
+        filled = replace(simulated_gpu, used_mb=used)
+        counted = replace(
+            profile, gpus=tuple(filled if gpu is simulated_gpu else gpu for gpu in profile.gpus)
+        )
+    if not profile.simulated:
+        return counted
+    in_ram = models_mb - models_vram_mb if simulated_gpu is not None else models_mb
+    return counted.with_available(profile.available_mb - max(0.0, in_ram))
 
 
 def parse_simulation(spec: str) -> tuple[float, float]:

@@ -28,12 +28,15 @@ _KB = 1024
 
 @dataclass(frozen=True, slots=True)
 class GpuMemory:
-    """The memory of one GPU, as NVML reports it; `nemo_tui.core.memory` re-exports it."""
+    """The memory of one GPU, as NVML reports it or `--simulate-gpu` pretends;
+    `nemo_tui.core.memory` re-exports it."""
 
     index: int
     name: str
     total_mb: float
     used_mb: float
+    simulated: bool = False
+    """True for the GPU of `--simulate-gpu`, whose figures come from no device."""
 
     @property
     def free_mb(self) -> float:

@@ -9,8 +9,11 @@ The rules, in order:
    by available memory (below `medium_memory_mb` only the low tier, below `high_memory_mb` at most
    medium).
 3. A tier that does not fit degrades to the next smaller local model that does, then to the cloud
-   model when `allow_fallback` is on. With `prefer_local` off, the cloud wins a high-complexity
-   query that no high-tier local model can serve.
+   model when `allow_fallback` is on. A local model may stand in one tier below what the query
+   asks for; further down, the cloud wins when fallback is allowed and the cloud is usable (its
+   backend has a key and answers). Without a usable cloud the best local model answers and the
+   reason says the answer may be weak. With `prefer_local` off, the cloud also wins any query
+   that no local model of its own tier can serve.
 4. A loaded model that serves the tier wins (no load cost); installed beats not installed, and a
    better model that is not installed is named with the command to get it.
 """
@@ -27,6 +30,8 @@ from nemo_tui.core.complexity import Complexity
 from nemo_tui.core.memory import MemoryProfile
 from nemo_tui.units import format_count, format_mb
 
+MAX_TIERS_BELOW = 1
+"""How many tiers below the query's own a local model may answer while the cloud could."""
 MIN_CONTEXT = 512
 """Below this a model cannot hold a useful prompt and answer, so it does not fit."""
 CONTEXT_BUCKETS = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
@@ -120,6 +125,8 @@ class RecommendationRequest:
     """Models that recently failed to load for lack of memory: treated as not fitting."""
     backends_up: Collection[str] | None = None
     """Backends answering now; None when unknown. A down one gets a "start it" tip."""
+    unusable: Collection[str] = ()
+    """Backends known to be unusable without asking them (Gemini without a key)."""
 
 
 def memory_budget_mb(profile: MemoryProfile, cache_limit: float) -> float:
@@ -224,19 +231,25 @@ def recommend(
     loaded_fit = _loaded_for_task(candidates, desired, request.loaded)
     cloud = _cloud_model(request)
     chosen: _Candidate | None = loaded_fit or (usable[0] if usable else None)
-    prefer_cloud = (
-        not config.preferences.prefer_local
-        and cloud is not None
-        and config.preferences.allow_fallback
-        and (chosen is None or chosen.spec.tier.rank < desired.rank)
-    )
+    tiers_below = desired.rank - chosen.spec.tier.rank if chosen is not None else 0
+    cloud_usable = cloud is not None and config.preferences.allow_fallback
+    if chosen is None or not cloud_usable:
+        why_cloud = "no local model fits" if chosen is None else ""
+    elif tiers_below > MAX_TIERS_BELOW:
+        why_cloud = (
+            f"{chosen.spec.name} is {tiers_below} tiers below what a"
+            f" {request.complexity.value}-complexity query needs"
+        )
+    elif tiers_below > 0 and not config.preferences.prefer_local:
+        why_cloud = "local is not preferred"
+    else:
+        why_cloud = ""
     ideal = _ideal(candidates, ideal_rank)
     facts = _facts(profile, request, budget, ideal, cap, desired)
     hint = _install_hint(ideal, chosen, request.backends_up)
-    if prefer_cloud or (chosen is None and cloud is not None and config.preferences.allow_fallback):
+    if why_cloud and cloud_usable:
         assert cloud is not None
-        why = "local is not preferred" if prefer_cloud else "no local model fits"
-        chain = tuple(c.spec.name for c in usable) if prefer_cloud else ()
+        chain = tuple(c.spec.name for c in usable) if chosen is not None else ()
         return _build(
             _Candidate(
                 cloud,
@@ -246,7 +259,7 @@ def recommend(
                 True,
             ),
             request,
-            f"{facts}; {why}; using {cloud.name} (cloud)",
+            f"{facts}; {why_cloud}; using {cloud.name} (cloud)",
             chain,
             hint,
             started,
@@ -274,6 +287,11 @@ def recommend(
     if cloud is not None and config.preferences.allow_fallback:
         fallbacks.append(cloud.name)
     verdict = _verdict(chosen, ideal)
+    if tiers_below > MAX_TIERS_BELOW:
+        verdict += (
+            f"; it is {tiers_below} tiers below what this query needs and no cloud model can"
+            " answer: the answer may be weak"
+        )
     return _build(chosen, request, f"{facts}; {verdict}", tuple(fallbacks), hint, started)
 
 
@@ -352,7 +370,9 @@ def _batch(
     # Batches above llama.cpp's physical one only pay off on a GPU, and the embedded backend
     # runs on the CPU (the xllamacpp wheel is a CPU build).
     on_gpu = gpu_present and spec.backend != "embedded"
-    return batch_size_for_budget(spec.architecture, num_ctx, budget, gpu=on_gpu)
+    return batch_size_for_budget(
+        spec.architecture, num_ctx, budget, gpu=on_gpu, flash_attention=spec.flash_attention
+    )
 
 
 def batch_for(spec: ModelSpec, num_ctx: int, profile: MemoryProfile, config: Config) -> int:
@@ -382,10 +402,15 @@ def _loaded_for_task(
 
 
 def _cloud_model(request: RecommendationRequest) -> ModelSpec | None:
-    """The cloud model, unless it is known to be unavailable (no key, service down)."""
+    """The cloud model, unless it is known to be unavailable (no key, service down, failing)."""
     for spec in request.catalog.cloud_models():
-        if request.installed is None or spec.name in request.installed:
-            return spec
+        if request.installed is not None and spec.name not in request.installed:
+            continue
+        if spec.backend in request.unusable:
+            continue
+        if request.backends_up is not None and spec.backend not in request.backends_up:
+            continue
+        return spec
     return None
 
 

@@ -10,7 +10,11 @@ def _mb(value: float | None) -> float | None:
 
 
 def memory_json(profile: MemoryProfile, pressure: PressureLevel) -> dict[str, object]:
-    """The `memory` object of `status --json` (keys are a stable interface for scripts)."""
+    """The `memory` object of `status --json` (keys are a stable interface for scripts).
+
+    `simulated` says the RAM figures are pretended (`--simulate-memory`); each GPU says the same
+    of its own (`--simulate-gpu`).
+    """
     return {
         "total_mb": _mb(profile.total_mb),
         "available_mb": _mb(profile.available_mb),
@@ -32,6 +36,7 @@ def memory_json(profile: MemoryProfile, pressure: PressureLevel) -> dict[str, ob
                 "name": gpu.name,
                 "total_mb": _mb(gpu.total_mb),
                 "used_mb": _mb(gpu.used_mb),
+                "simulated": gpu.simulated,
             }
             for gpu in profile.gpus
         ],

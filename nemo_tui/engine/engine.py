@@ -8,7 +8,8 @@ llama-cpp-python's server, for one, punishes by interrupting the running stream)
 A monitor task samples memory every `gauge_interval_s`: a change of pressure level is announced,
 and `critical` pressure evicts every model but the one in use. Every `refresh_interval_s` it
 re-probes the backends (one that comes back is used again), re-reads what they hold, and, when
-idle, preloads the model most used lately (`predictive_preloading`).
+idle, preloads the model most used lately (`predictive_preloading`). On a simulated machine every
+memory sample counts the models the engine knows to be loaded, so it fills up as a real one would.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from nemo_tui.core.memory import (
     PressureLevel,
     PressureWatcher,
     pressure_level,
+    with_loaded_models,
 )
 from nemo_tui.core.metrics import Metrics
 from nemo_tui.core.recommender import (
@@ -66,6 +68,7 @@ from nemo_tui.events import (
     PressureChanged,
     Query,
     Queued,
+    Token,
 )
 from nemo_tui.units import format_mb, format_seconds
 
@@ -85,21 +88,52 @@ class CacheActionResult:
 _END = object()
 
 
+class _Text:
+    """Answer text of one query that its reader has not reached yet; read as one Token."""
+
+    __slots__ = ("parts", "query_id")
+
+    def __init__(self, query_id: int, text: str) -> None:
+        self.query_id = query_id
+        self.parts = [text]
+
+
 class _Channel:
     """An unbounded queue of events, read by one reader, that ends with a sentinel.
 
     A deque and at most one waiting future: with a single reader, `asyncio.Queue`'s general
     bookkeeping (getter and putter lists, task counting) is most of what a token costs here.
+
+    Answer text that comes faster than the reader reads it is joined: the pieces that arrive
+    before the reader gets to them become one Token. A burst of thousands of tokens then costs a
+    list append each, not an event object, a hand-over and a reader step each. A reader that
+    keeps up (any model streaming slower than the event loop turns) still gets one Token per
+    piece, and text is never joined across another event.
     """
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_text", "_waiter")
 
     def __init__(self) -> None:
         self._items: deque[object] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._text: _Text | None = None
+        """Unread text at the end of the queue, which more text of the same query joins."""
 
     def put(self, item: object) -> None:
+        self._text = None
         self._items.append(item)
+        self._wake()
+
+    def put_text(self, query_id: int, text: str) -> None:
+        pending = self._text
+        if pending is not None and pending.query_id == query_id:
+            pending.parts.append(text)  # the reader was woken when this text began
+            return
+        self._text = pending = _Text(query_id, text)
+        self._items.append(pending)
+        self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -113,10 +147,49 @@ class _Channel:
                 item = items.popleft()
                 if item is _END:
                     return
-                yield item  # type: ignore[misc]
+                if type(item) is _Text:
+                    if item is self._text:
+                        self._text = None  # taken: later text starts a new Token
+                    yield Token(item.query_id, "".join(item.parts))
+                else:
+                    yield item  # type: ignore[misc]
             waiter = asyncio.get_running_loop().create_future()
             self._waiter = waiter
             await waiter
+
+
+class _LoadedModelsSampler:
+    """The engine's memory samples: the sampler's, with loaded models in any simulated figures.
+
+    A real machine's figures already include what its model servers hold; a simulated machine's
+    do not, so without this it would never fill up, and eviction, fits and pressure would never
+    act as they would on a machine of that size. Every reader of memory in the engine (monitor,
+    recommender, pipeline, stats, the dashboard's gauges) samples through this one place.
+    """
+
+    def __init__(self, sampler: MemorySampler, registry: BackendRegistry) -> None:
+        self._sampler = sampler
+        self._registry = registry
+
+    def sample(self) -> MemoryProfile:
+        """One snapshot; on a simulated machine, with every loaded model counted in it."""
+        profile = self._sampler.sample()
+        if not profile.any_simulated:
+            return profile
+        # The dashboard samples from a thread: `resident()` copies the residents in one step.
+        resident = self._registry.tracker.resident()
+        return with_loaded_models(
+            profile,
+            sum(self._size_mb(model) for model in resident),
+            sum(model.vram_mb for model in resident),
+        )
+
+    def _size_mb(self, model: CachedModel) -> float:
+        """What the backend measured, or the catalog's estimate when it reports no size."""
+        if model.size_mb > 0:
+            return model.size_mb
+        spec = self._registry.catalog.get(model.name)
+        return spec.estimate(model.context_length).total_mb if spec is not None else 0.0
 
 
 class QueryHandle:
@@ -130,7 +203,10 @@ class QueryHandle:
         self.cancel_requested = False
 
     def events(self) -> AsyncIterator[EngineEvent]:
-        """This query's events; the iteration ends after Done, Failed or Cancelled."""
+        """This query's events; the iteration ends after Done, Failed or Cancelled.
+
+        Answer text that arrives while the reader is busy comes as one Token, pieces joined.
+        """
         return self._channel.drain()
 
     def cancel(self) -> None:
@@ -185,11 +261,10 @@ class Engine:
         self._registry = BackendRegistry(backends, catalog or build_catalog(config), self._tracker)
         self._env = RunEnvironment(
             config=config,
-            sampler=sampler,
+            sampler=_LoadedModelsSampler(sampler, self._registry),
             registry=self._registry,
             tracker=self._tracker,
             metrics=self.metrics,
-            usage=[],
             num_thread=config.backends.embedded.n_threads,
             history=history_path,
         )
@@ -261,7 +336,10 @@ class Engine:
         return handle
 
     def subscribe(self) -> AsyncIterator[EngineEvent]:
-        """Every event the engine emits, until it closes."""
+        """Every event the engine emits, until it closes.
+
+        Answer text that arrives while the reader is busy comes as one Token, pieces joined.
+        """
         channel = _Channel()
         self._subscribers.append(channel)
         return channel.drain()
@@ -273,7 +351,7 @@ class Engine:
         self._watcher = PressureWatcher(config.memory_thresholds.pressure_threshold)
 
     def sample(self) -> MemoryProfile:
-        """The current memory profile."""
+        """The current memory profile; on a simulated machine the loaded models count in it."""
         return self._env.sampler.sample()
 
     def pressure(self, profile: MemoryProfile) -> PressureLevel:
@@ -416,6 +494,14 @@ class Engine:
         for channel in self._subscribers:
             channel.put(event)
 
+    def _emit_text(self, query_id: int, text: str) -> None:
+        """A piece of a query's answer, for its handle and every subscriber, as a Token."""
+        handle = self._handles.get(query_id)
+        if handle is not None:
+            handle._channel.put_text(query_id, text)
+        for channel in self._subscribers:
+            channel.put_text(query_id, text)
+
     def _cancel(self, handle: QueryHandle) -> None:
         if self._running is not None and self._running[0] is handle:
             self._running[1].cancel()
@@ -434,7 +520,7 @@ class Engine:
                     self._emit(Cancelled(handle.query.id))
                     continue
                 task = asyncio.create_task(
-                    run_query(self._env, handle.query, state, self._emit),
+                    run_query(self._env, handle.query, state, self._emit, self._emit_text),
                     name=f"nemo-query-{handle.query.id}",
                 )
                 self._running = (handle, task, state)

@@ -6,12 +6,16 @@ A model that fails before its first token hands over to the next one in the chai
 -> next smaller local model -> cloud; unreachable -> next backend; no first token within
 `max_wait_time_ms` -> next). Once tokens have been shown, a failure ends the query and the partial
 answer is kept: restarting on another model would silently replace what the user already read.
+An answer whose text stops coming for `max_stall_time_ms` is such a failure, so a server that
+hangs mid-answer cannot hold the engine forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +34,7 @@ from nemo_tui.backends.base import (
 from nemo_tui.config import Config
 from nemo_tui.core.cache_policy import CacheTracker, UsageRecord, plan_room
 from nemo_tui.core.catalog import ModelSpec
+from nemo_tui.core.data_summary import DataSummaries
 from nemo_tui.core.memory import MemorySampler
 from nemo_tui.core.metrics import Metrics, QueryRecord
 from nemo_tui.core.optimizer import OptimizedPrompt
@@ -55,11 +60,12 @@ from nemo_tui.events import (
     PromptOptimized,
     Query,
     Recommended,
-    Token,
 )
 from nemo_tui.units import format_count, format_seconds
 
 Emit = Callable[[EngineEvent], None]
+EmitText = Callable[[int, str], None]
+"""Hands on a piece of a query's answer (its id, the text); readers get it as a Token."""
 
 OUT_OF_MEMORY_BACKOFF_S = 300.0
 """How long a model that failed to load for lack of memory is passed over by the recommender."""
@@ -67,12 +73,21 @@ EXACT_TRUNCATION_RATIO = 0.95
 """With exact token counts, a server that evaluated less than this share of the prompt cut it."""
 ESTIMATED_TRUNCATION_RATIO = 0.75
 """With estimated counts the heuristic's error needs a wider margin before crying truncation."""
+# How early a stall may be caught: a tenth of `max_stall_time_ms`, at most a second.
+_STALL_SLACK_SHARE = 0.1
+_STALL_SLACK_MAX_S = 1.0
 
 
 class FirstTokenTimeout(BackendError):
     """The model produced no token within `max_wait_time_ms`."""
 
     title = "No answer in time"
+
+
+class StreamStalled(StreamBroken):
+    """The answer had started, then no more text came within `max_stall_time_ms`."""
+
+    title = "Answer stalled"
 
 
 @dataclass
@@ -89,6 +104,11 @@ class RunState:
         return "".join(self.parts)
 
 
+USAGE_RECORDS_KEPT = 1000
+"""Predictive preloading counts the latest 20 answers of a complexity; a thousand of all kinds
+is plenty, and a dashboard left open for weeks does not grow with every query."""
+
+
 @dataclass
 class RunEnvironment:
     """The engine's shared state a query run reads and updates."""
@@ -98,12 +118,15 @@ class RunEnvironment:
     registry: BackendRegistry
     tracker: CacheTracker
     metrics: Metrics
-    usage: list[UsageRecord]
+    usage: deque[UsageRecord] = field(default_factory=lambda: deque(maxlen=USAGE_RECORDS_KEPT))
+    """Which model answered which complexity lately, for predictive preloading."""
     num_thread: int | None = None
     history: Path | None = None
     """Where per-query metrics are appended, when they are kept between runs."""
     out_of_memory: dict[str, float] = field(default_factory=dict)
     """Models that last failed for lack of memory, and when (so the next query skips them)."""
+    data_summaries: DataSummaries = field(default_factory=DataSummaries)
+    """Attached files' summaries, shared by previews, runs and fallbacks."""
 
     def recently_out_of_memory(self) -> set[str]:
         """Models that failed to load for lack of memory within the back-off period."""
@@ -118,6 +141,7 @@ class RunEnvironment:
             catalog=self.registry.catalog,
             installed=self.registry.installed_names(),
             loaded=self.registry.resident(),
+            data_summaries=self.data_summaries,
             avoid=self.recently_out_of_memory(),
             backends_up=self.registry.up_names(),
         )
@@ -145,7 +169,9 @@ class _Attempt:
     num_batch: int
 
 
-async def run_query(env: RunEnvironment, query: Query, state: RunState, emit: Emit) -> EngineEvent:
+async def run_query(
+    env: RunEnvironment, query: Query, state: RunState, emit: Emit, emit_text: EmitText
+) -> EngineEvent:
     """Run a query to its final event (Done or Failed), emitting progress on the way.
 
     Cancellation propagates as `asyncio.CancelledError`; the caller reports `state.text`.
@@ -173,7 +199,9 @@ async def run_query(env: RunEnvironment, query: Query, state: RunState, emit: Em
             attempt = prepared
             state.model = name
             try:
-                done = await _run_attempt(env, query, attempt, tried, state, emit, started)
+                done = await _run_attempt(
+                    env, query, attempt, tried, state, emit, emit_text, started
+                )
             except BackendError as exc:
                 errors.append(exc)
                 if isinstance(exc, OutOfMemory):
@@ -225,7 +253,7 @@ def _prepare(
         return _Attempt(spec, backend, plan.optimized, rec.num_ctx, rec.num_batch)
     inputs = env.planning_inputs()
     num_ctx = planned_context(spec, inputs.profile, env.config, plan.optimized.original_tokens)
-    _, optimized, budget = fit_prompt(query, num_ctx, env.config)
+    _, optimized, budget = fit_prompt(query, num_ctx, env.config, env.data_summaries)
     emit(PromptOptimized(query.id, name, budget, optimized))
     return _Attempt(
         spec, backend, optimized, num_ctx, batch_for(spec, num_ctx, inputs.profile, env.config)
@@ -239,6 +267,7 @@ async def _run_attempt(
     tried: list[str],
     state: RunState,
     emit: Emit,
+    emit_text: EmitText,
     started: float,
 ) -> Done:
     spec, backend = attempt.spec, attempt.backend
@@ -252,26 +281,43 @@ async def _run_attempt(
     first_token_s: float | None = None
     end: StreamEnd | None = None
     wait_s = env.config.preferences.max_wait_time_ms / 1000
+    stall_s = env.config.preferences.max_stall_time_ms / 1000
+    stall_slack_s = min(stall_s * _STALL_SLACK_SHARE, _STALL_SLACK_MAX_S)
+    clock = asyncio.get_running_loop().time
+    deadline_moved_at = -math.inf
     query_id, parts = query.id, state.parts
     stream = backend.stream_chat(spec.name, [ChatMessage("user", attempt.prompt.text)], options)
     try:
-        # One deadline for the first token, lifted when it comes: cheaper per token than a
-        # timeout around every read, which matters at thousands of tokens per second.
-        async with asyncio.timeout(wait_s) as first_token_deadline:
+        # One deadline: for the first token, then for the next text after the latest. It moves
+        # only once a token comes `stall_slack_s` after its last move, not on every token, which
+        # would cost a timer per token at thousands of tokens per second; so a stall is caught
+        # between `stall_s - stall_slack_s` and `stall_s` after the last token.
+        async with asyncio.timeout(wait_s) as deadline:
             async for event in stream:
                 if isinstance(event, TokenChunk):
                     if first_token_s is None:
                         first_token_s = time.perf_counter() - request_started
-                        first_token_deadline.reschedule(None)
+                    now = clock()
+                    if now - deadline_moved_at >= stall_slack_s:
+                        deadline.reschedule(now + stall_s)
+                        deadline_moved_at = now
                     parts.append(event.text)
-                    emit(Token(query_id, event.text))
+                    emit_text(query_id, event.text)
                 elif isinstance(event, StreamEnd):
                     end = event
                 else:
                     emit(Notice(query_id, event.message))
     except TimeoutError as exc:
-        if not first_token_deadline.expired():
+        if not deadline.expired():
             raise
+        if first_token_s is not None:
+            raise StreamStalled(
+                f"{_server_of(env, backend)} stopped sending the answer: no text for"
+                f" {format_seconds(stall_s)}; the answer so far is kept",
+                backend=backend.name,
+                fix="check the server (its log, its load); raise preferences.max_stall_time_ms"
+                " for a model that pauses that long",
+            ) from exc
         raise FirstTokenTimeout(
             f"{spec.name} gave no answer within {format_seconds(wait_s)}",
             backend=backend.name,
@@ -316,6 +362,12 @@ async def _run_attempt(
         reduction_pct=attempt.prompt.reduction_pct,
         fallbacks=tuple(tried),
     )
+
+
+def _server_of(env: RunEnvironment, backend: Backend) -> str:
+    """The backend's name and, when its last probe says, where it is: `ollama at http://...`."""
+    url = next((h.url for h in env.registry.healths() if h.backend == backend.name), "")
+    return f"{backend.name} at {url}" if url else backend.name
 
 
 async def _make_room_and_load(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from nemo_tui.config import Config
 from nemo_tui.core.catalog import Catalog, ModelSpec
 from nemo_tui.core.complexity import Complexity, ComplexityAssessment, assess_complexity
-from nemo_tui.core.data_summary import build_prompt, summarize_data
+from nemo_tui.core.data_summary import DataSummaries, build_prompt
 from nemo_tui.core.memory import MemoryProfile
 from nemo_tui.core.optimizer import OptimizedPrompt, optimize_prompt
 from nemo_tui.core.recommender import (
@@ -60,6 +60,8 @@ class PlanningInputs:
     catalog: Catalog
     installed: Collection[str] | None
     loaded: Mapping[str, ResidentModel]
+    data_summaries: DataSummaries
+    """Where attached files are summarized, so planning again does not read them again."""
     avoid: Collection[str] = ()
     backends_up: Collection[str] | None = None
 
@@ -107,20 +109,35 @@ def plan_query(query: Query, inputs: PlanningInputs) -> QueryPlan:
     else:
         rec = recommend(inputs.profile, request, inputs.config)
         warning = ""
-    prompt, optimized, budget = fit_prompt(query, rec.num_ctx, inputs.config)
+    prompt, optimized, budget = fit_prompt(query, rec.num_ctx, inputs.config, inputs.data_summaries)
     return QueryPlan(query, complexity, rec, prompt, optimized, budget, warning)
 
 
-def fit_prompt(query: Query, num_ctx: int, config: Config) -> tuple[str, OptimizedPrompt, int]:
+def fit_prompt(
+    query: Query, num_ctx: int, config: Config, data_summaries: DataSummaries
+) -> tuple[str, OptimizedPrompt, int]:
     """Build the prompt for a context size and shrink it to fit.
+
+    Args:
+        query: The query, with its attached data file if any.
+        num_ctx: The model's context size.
+        config: The settings (prompt truncation, the data file size limit).
+        data_summaries: Summarizes the attached file, reading it only when it changed.
 
     Returns:
         The full prompt, the optimized one, and the token budget it was fitted to.
+
+    Raises:
+        NemoError: the attached data file cannot be summarized.
     """
     budget = max(1, num_ctx - answer_tokens(query))
     summary = None
     if query.data_file is not None:
-        summary = summarize_data(query.data_file, max(64, int(budget * DATA_SHARE)))
+        summary = data_summaries.summarize(
+            query.data_file,
+            max(64, int(budget * DATA_SHARE)),
+            max_file_mb=config.preferences.max_data_file_mb,
+        )
     prompt = build_prompt(query.text, summary)
     optimized = optimize_prompt(
         prompt, budget, question=query.text, enabled=config.optimization.context_truncation

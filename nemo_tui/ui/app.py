@@ -9,11 +9,13 @@ Given the memory sampler as well, the gauges are live from the first frame.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -24,6 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from nemo_tui import paths
 from nemo_tui.config import Config
 from nemo_tui.config_writer import get_setting
+from nemo_tui.core.terminal_text import strip_terminal_controls
 from nemo_tui.errors import ConfigError
 from nemo_tui.ui.collector import Pause, resume_collection
 from nemo_tui.ui.failures import failure_text
@@ -85,6 +88,8 @@ class NemoApp(App[None]):
         # An Engine is not callable; anything callable is the factory.
         self._engine_factory = engine if callable(engine) else None
         self.engine: Engine | None = None if callable(engine) else engine
+        self.settings_not_saved: ConfigError | None = None
+        """Why settings changed in this session could not be saved by the time it ended."""
         """The engine; None until the factory has built it."""
         self.settings = SettingsStore(config, self.engine, config_path)
         self._main = MainScreen(self.engine, self.settings, sampler)
@@ -122,7 +127,8 @@ class NemoApp(App[None]):
         """Report skipped themes, remember theme changes, build the engine after a frame."""
         self.set_timer(COLLECTION_PAUSE_LIMIT_S, partial(resume_collection, Pause.START_UP))
         for note in self._startup_notes:
-            self.notify(note, title="Theme", severity="warning", timeout=10)
+            # Theme names and problems quote the user's files, which may hold brackets.
+            self.notify(note, title="Theme", severity="warning", timeout=10, markup=False)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self._theme_from_cli:
             self._remember_theme(self.current_theme)
@@ -130,7 +136,12 @@ class NemoApp(App[None]):
             self.call_after_refresh(self._build_engine, self._engine_factory)
 
     async def on_unmount(self) -> None:
-        """Close the engine: cancel what runs, unload in-process models, close connections."""
+        """Save a setting changed just before quitting (its save worker may not have run);
+        close the engine: cancel what runs, unload in-process models, close connections."""
+        try:
+            await asyncio.to_thread(self.settings.save_pending)
+        except ConfigError as exc:
+            self.settings_not_saved = exc
         if self.engine is not None:
             await self.engine.aclose()
 
@@ -159,9 +170,9 @@ class NemoApp(App[None]):
         worker = event.worker
         if worker.group != "engine-build" or event.state is not WorkerState.ERROR:
             return
-        self.exit(
-            return_code=1, message=f"nemo-tui: the engine did not start: {failure_text(worker)}"
-        )
+        # Rich prints the message as Rich markup, and the failure may quote a server or a file.
+        reason = strip_terminal_controls(failure_text(worker))
+        self.exit(return_code=1, message=escape(f"nemo-tui: the engine did not start: {reason}"))
 
     def _remember_theme(self, theme: Theme) -> None:
         if theme.name == self._startup_theme and not self._theme_from_cli:
@@ -171,7 +182,30 @@ class NemoApp(App[None]):
         try:
             self.settings.change({"ui.theme": theme.name})
         except ConfigError as exc:
-            self.notify(exc.one_line(), title="Theme not saved", severity="error")
+            self.notify(exc.one_line(), title="Theme not saved", severity="error", markup=False)
+        else:
+            self.save_settings()
+
+    @work(thread=True, group="settings-save", exit_on_error=False)
+    def save_settings(self, announce: str = "") -> None:
+        """Write the settings changed so far to the config file, then `announce` (if any).
+
+        In a thread: waiting on the file's lock (another nemo-tui saving) or on the disk must not
+        freeze the dashboard. A failure is a notification; the change holds for this session.
+        """
+        try:
+            saved = self.settings.save_pending()
+        except ConfigError as exc:
+            self.call_from_thread(
+                self.notify,
+                exc.one_line(),
+                title="Setting not saved",
+                severity="error",
+                markup=False,
+            )
+            return
+        if saved and announce:
+            self.call_from_thread(self.notify, announce, markup=False)
 
     def key_help(self) -> list[KeyHelp]:
         """Every binding of the dashboard, for the help screen."""

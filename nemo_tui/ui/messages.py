@@ -14,6 +14,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from nemo_tui.backends.base import BackendHealth
     from nemo_tui.core.memory import MemoryProfile
+    from nemo_tui.core.text_file import SavedText
     from nemo_tui.engine import Engine
     from nemo_tui.events import EngineEvent
 
@@ -60,3 +61,11 @@ class EngineStarted(Message):
 
 class CachedModelsChanged(Message):
     """The backends were asked again which models are resident."""
+
+
+class AnswerSaved(Message):
+    """The save worker wrote the answer to a file."""
+
+    def __init__(self, saved: SavedText) -> None:
+        super().__init__()
+        self.saved = saved

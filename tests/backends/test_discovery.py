@@ -24,6 +24,7 @@ from nemo_tui.backends.discovery import build_backends, describe_health, probe_a
 from nemo_tui.backends.gemini import GeminiBackend
 from nemo_tui.backends.ollama import OllamaBackend
 from nemo_tui.backends.openai_compat import OpenAICompatBackend
+from nemo_tui.errors import ConfigError
 
 from .support import MockServer, refuse
 
@@ -94,6 +95,21 @@ def test_defaults_honour_ollama_host(monkeypatch: pytest.MonkeyPatch) -> None:
     [ollama] = build_backends(cfg.Config())
     assert isinstance(ollama, OllamaBackend)
     assert ollama.url == "http://127.0.0.1:11999"
+
+
+def test_a_bad_ollama_host_is_a_config_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "gpu-box:99999")
+    with pytest.raises(ConfigError, match=r"^\$OLLAMA_HOST: 'gpu-box:99999' has the port"):
+        build_backends(cfg.Config())
+
+
+def test_a_bad_ollama_host_does_not_matter_when_a_url_is_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "::::")
+    [ollama] = build_backends(with_backends(ollama=cfg.OllamaBackend(url="gpu-box:11500")))
+    assert isinstance(ollama, OllamaBackend)
+    assert ollama.url == "http://gpu-box:11500"
 
 
 def test_gemini_joins_last_when_its_key_is_in_the_environment(

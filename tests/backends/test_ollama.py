@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nemo_tui.backends.base import (
     BackendError,
@@ -23,10 +25,12 @@ from nemo_tui.backends.base import (
     StreamEnd,
     TokenChunk,
 )
-from nemo_tui.backends.ollama import OllamaBackend, ollama_base_url
+from nemo_tui.backends.ollama import OllamaBackend
 from nemo_tui.config import Config
 from nemo_tui.core.memory import SimulatedSampler
 from nemo_tui.engine import Engine
+from nemo_tui.errors import ConfigError
+from nemo_tui.ollama_host import InvalidOllamaHost, ollama_base_url
 
 from .support import MockServer, TrackedStream, collect, connect_timeout, ndjson, refuse
 
@@ -141,22 +145,105 @@ def streaming(*lines: dict[str, object]) -> MockServer:
         ("", "http://127.0.0.1:11434"),
         ("  '0.0.0.0'  ", "http://127.0.0.1:11434"),
         ("0.0.0.0:8080", "http://127.0.0.1:8080"),
+        ("http://0.0.0.0:11434", "http://127.0.0.1:11434"),
         ("::", "http://[::1]:11434"),
         ("[::]:9000", "http://[::1]:9000"),
         ("[::1]:9000", "http://[::1]:9000"),
+        ("::1", "http://[::1]:11434"),
+        ("[::1]", "http://[::1]:11434"),
+        ("http://[::1]:9000/", "http://[::1]:9000"),
+        ("[127.0.0.1]:8080", "http://127.0.0.1:8080"),
         (":56789", "http://127.0.0.1:56789"),
+        ("127.0.0.1", "http://127.0.0.1:11434"),
         ('"localhost:1234"', "http://localhost:1234"),
-        ("example.com/path", "http://example.com:11434/path"),
-        ("http://example.com", "http://example.com:80"),
-        ("https://example.com", "https://example.com:443"),
+        ("localhost:", "http://localhost:11434"),
+        ("ollama.example/path", "http://ollama.example:11434/path"),
+        ("http://gpu-box", "http://gpu-box:80"),
+        ("https://gpu-box", "https://gpu-box:443"),
+        ("https://ollama.example:8443/ollama/", "https://ollama.example:8443/ollama"),
         ("http://gpu-box:11434/", "http://gpu-box:11434"),
+        ("gpu_box:11434", "http://gpu_box:11434"),
+        ("HTTP://gpu-box", "http://gpu-box:11434"),
         ("ollama.com", "https://ollama.com:443"),
-        ("gpu-box:notaport", "http://gpu-box:11434"),
-        ("gpu-box:70000", "http://gpu-box:11434"),
     ],
 )
 def test_ollama_host_is_parsed_like_ollama_does(value: str | None, expected: str) -> None:
     assert ollama_base_url(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("::::", "neither a host name nor an IP address"),
+        ("gpu-box:11434:11434", "neither a host name nor an IP address"),
+        ("http://", "names no host"),
+        ("https:///api", "names no host"),
+        ("gpu box:11434", "a character an address cannot have: ' '"),
+        ("http://gpu-box:11434/a?b=c", "a character an address cannot have: '?'"),
+        ("gpu-box:99999", "the port '99999', not a number from 1 to 65535"),
+        ("gpu-box:0", "the port '0'"),
+        ("gpu-box:http", "the port 'http'"),
+        ("ftp://gpu-box", "the scheme 'ftp', not http or https"),
+        ("[::1", "unclosed or misplaced '['"),
+        ("[::1]11434", "unclosed or misplaced '['"),
+    ],
+)
+def test_an_ollama_host_that_names_no_address_is_refused_with_the_value(
+    value: str, problem: str
+) -> None:
+    with pytest.raises(InvalidOllamaHost) as caught:
+        ollama_base_url(value)
+    assert str(caught.value).startswith(f"{value!r} ")
+    assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("http://user:hunter2@gpu-box:11434", "'http://***@gpu-box:11434'"),
+        ("user:hunter2@127.0.0.1", "'***@127.0.0.1'"),
+        ("https://user:hun/ter@2@ollama.example", "'https://***@ollama.example'"),
+    ],
+)
+def test_user_info_in_ollama_host_is_refused_without_echoing_the_password(
+    value: str, shown: str
+) -> None:
+    with pytest.raises(InvalidOllamaHost) as caught:
+        ollama_base_url(value)
+    assert str(caught.value) == f"{shown} holds a user name or password, which Ollama does not use"
+
+
+@given(
+    st.text(alphabet=st.sampled_from(":/[]@.%_-a1 09'\"?#\t"), max_size=24) | st.text(max_size=24)
+)
+def test_any_ollama_host_gives_a_usable_url_or_a_clear_refusal(value: str) -> None:
+    try:
+        url = ollama_base_url(value)
+    except InvalidOllamaHost as error:
+        assert "\n" not in str(error)
+        return
+    parsed = httpx.URL(url)
+    assert parsed.scheme in ("http", "https")
+    # httpx leaves out a port that is the scheme's default.
+    assert 1 <= (parsed.port or {"http": 80, "https": 443}[parsed.scheme]) <= 65535
+    assert parsed.host not in ("", "0.0.0.0", "::")
+    assert ollama_base_url(url) == url
+
+
+@given(
+    st.sampled_from(["", "http://", "https://"]),
+    st.sampled_from(["127.0.0.1", "0.0.0.0", "localhost", "gpu-box", "ollama.example", "[::1]"]),
+    st.sampled_from(["", ":", ":1", ":11434", ":65535"]),
+    st.sampled_from(["", "/", "/ollama", "/a/b/"]),
+)
+def test_every_form_ollama_accepts_is_accepted_with_its_port(
+    scheme: str, host: str, port: str, path: str
+) -> None:
+    url = httpx.URL(ollama_base_url(f"{scheme}{host}{port}{path}"))
+    default_port = {"": 11434, "http://": 80, "https://": 443}[scheme]
+    assert (url.port or {"http": 80, "https": 443}[url.scheme]) == int(port[1:] or default_port)
+    assert url.host in (host.strip("[]"), "127.0.0.1")
+    assert url.path == (path.rstrip("/") or "/")
 
 
 def test_the_backend_connects_where_ollama_host_points(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,6 +254,19 @@ def test_the_backend_connects_where_ollama_host_points(monkeypatch: pytest.Monke
 def test_a_configured_url_wins_over_ollama_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_HOST", "elsewhere:1")
     assert OllamaBackend("http://gpu-box:11434").url == "http://gpu-box:11434"
+
+
+@pytest.mark.parametrize("value", ["http://user:hunter2@gpu-box", "gpu-box:99999", "::::"])
+def test_a_bad_ollama_host_is_a_one_line_config_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", value)
+    with pytest.raises(ConfigError) as caught:
+        OllamaBackend()
+    message = caught.value.one_line()
+    assert message.startswith("$OLLAMA_HOST: ")
+    assert "\n" not in message and "hunter2" not in message
+    assert caught.value.fix.startswith("set it to host[:port]")
 
 
 async def test_health_reports_the_version() -> None:

@@ -442,15 +442,27 @@ async def test_health_when_nothing_listens_is_down() -> None:
     assert health.detail.startswith("connection refused — ")
 
 
-async def test_preload_accepts_the_served_model_by_path_name_or_stem() -> None:
-    server = MockServer({("GET", "/v1/models"): (200, LLAMA_CPP_MODELS)})
-    openai = backend(server)
-    for name in (
+@pytest.mark.parametrize(
+    "name",
+    [
         "/models/qwen2.5-0.5b-instruct-q4_k_m.gguf",
         "qwen2.5-0.5b-instruct-q4_k_m.gguf",
         "qwen2.5-0.5b-instruct-q4_k_m",
-    ):
-        await openai.preload(name, GenerationOptions())
+    ],
+)
+async def test_preload_accepts_the_served_model_by_path_name_or_stem(name: str) -> None:
+    """Preloading checks the served list and sends nothing else: the server loaded it at start."""
+    server = MockServer({("GET", "/v1/models"): (200, LLAMA_CPP_MODELS)})
+
+    await backend(server).preload(name, GenerationOptions())
+
+    assert server.paths() == ["/v1/models"]
+
+
+async def test_preload_of_a_name_that_only_starts_like_the_served_one_is_refused() -> None:
+    server = MockServer({("GET", "/v1/models"): (200, LLAMA_CPP_MODELS)})
+    with pytest.raises(ModelNotFound, match="qwen2.5-0.5b-instruct-q4_k_m"):
+        await backend(server).preload("qwen2.5-0.5b-instruct", GenerationOptions())
 
 
 async def test_preload_of_a_model_the_server_does_not_serve_names_what_it_serves() -> None:
@@ -618,3 +630,17 @@ async def test_a_server_that_echoes_the_key_does_not_show_it() -> None:
         await collect(openai.stream_chat("m", QUESTION, GenerationOptions()))
 
     assert SECRET not in caught.value.one_line() and "***" in caught.value.message
+
+
+async def test_a_message_clipped_inside_an_echoed_key_does_not_show_its_start() -> None:
+    padding = "x" * (1000 - 10)
+    echo = {"error": {"message": f"{padding} {SECRET} rest", "type": "server_error"}}
+    server = chat((500, echo))
+    openai = backend(server, api_key=SECRET)
+
+    with pytest.raises(BackendError) as caught:
+        await collect(openai.stream_chat("m", QUESTION, GenerationOptions()))
+
+    shown = caught.value.one_line()
+    assert SECRET[:9] not in shown
+    assert "***…" in shown

@@ -226,6 +226,19 @@ def test_more_memory_never_picks_a_smaller_tier(cli: Cli) -> None:
     assert tiers["16GB"] == "high"
 
 
+def test_a_hard_question_on_a_small_machine_goes_to_the_cloud_only_when_it_has_a_key(
+    cli: Cli,
+) -> None:
+    args = ("recommend", COMPLEX_QUERY, "--json", "--simulate-memory", "2GB")
+    keyed = cli.json(*args, env={"GEMINI_API_KEY": "test-key-not-real"})
+    keyless = cli.json(*args)
+
+    assert keyed["local"] is False and keyed["tier"] == "cloud"
+    assert "tiers below" in keyed["reason"]
+    assert keyless["local"] is True
+    assert "the answer may be weak" in keyless["reason"]
+
+
 def test_a_simple_question_gets_a_small_model_even_on_a_big_machine(cli: Cli) -> None:
     data = cli.json("recommend", "hi", "--json", "--simulate-memory", "16GB")
     assert data["complexity"] == "low" and data["tier"] == "low"
@@ -475,6 +488,27 @@ def test_ask_for_an_unknown_model_is_a_usage_error(cli: Cli, ollama: FakeOllama)
     assert "did you mean 'tinyllama'" in line
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("http://user:hunter2@gpu-box", "'http://***@gpu-box'"), ("::::", "'::::'")],
+    ids=["user-info", "garbage"],
+)
+def test_a_bad_ollama_host_is_one_line_naming_it_and_the_fix(
+    cli: Cli, value: str, shown: str
+) -> None:
+    cli.env["OLLAMA_HOST"] = value
+    line = assert_one_line_error(with_model_server(cli, "models", "--json"), 2)
+    assert line.startswith(f"nemo-tui: $OLLAMA_HOST: {shown} ")
+    assert "(fix: set it to host[:port]" in line
+    assert "hunter2" not in line
+
+
+def test_a_bad_ollama_url_in_the_config_is_caught_when_the_file_is_checked(cli: Cli) -> None:
+    path = cli.config("backends:\n  ollama:\n    url: gpu-box:99999\n")
+    line = assert_one_line_error(cli.run("check-config", path), 2)
+    assert line.startswith(f"nemo-tui: {path}:3: backends.ollama.url: 'gpu-box:99999' ")
+
+
 def test_ask_with_no_backend_up_names_the_backends_and_the_fix(cli: Cli) -> None:
     result = with_model_server(cli, "ask", "hi")
     assert result.returncode == 1
@@ -632,3 +666,94 @@ def test_the_gemini_key_never_appears_when_an_answer_fails(
     assert "API key not valid" in output
     assert "GEMINI_API_KEY" in output
     assert SECRET not in output
+
+
+# -- what servers and models say reaches the terminal without control sequences -----------------
+
+HOSTILE_ANSWER = (
+    "Sure.",
+    "\x1b]52;c;aGVsbG8=\x07",
+    " Title\x1b]0;pwned\x1b\\",
+    " moved\x1b[2J\x1b[1;1H",
+    " split\x1b",
+    "]52;c;aGVsbG8=",
+    "\x07 done.",
+)
+"""Tokens that write the clipboard (OSC 52, once split across three tokens), retitle the window
+and clear the screen."""
+
+
+def test_ask_strips_control_sequences_from_the_answer(cli: Cli, ollama: FakeOllama) -> None:
+    ollama.answer = HOSTILE_ANSWER
+    result = with_model_server(cli, "ask", "hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Sure. Title moved split done.\n"
+    assert "\x1b" not in result.stderr
+
+
+def test_ask_json_keeps_the_answer_exact(cli: Cli, ollama: FakeOllama) -> None:
+    ollama.answer = HOSTILE_ANSWER
+    result = with_model_server(cli, "ask", "hi", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert "".join(e["text"] for e in events if e["event"] == "token") == "".join(HOSTILE_ANSWER)
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
+def test_ask_survives_a_lone_surrogate_in_the_answer(
+    cli: Cli, ollama: FakeOllama, json_flag: tuple[str, ...]
+) -> None:
+    ollama.answer = ("broken \ud800", " pair")
+    result = with_model_server(cli, "ask", "hi", *json_flag)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    if json_flag:
+        events = [json.loads(line) for line in result.stdout.splitlines()]
+        tokens = "".join(e["text"] for e in events if e["event"] == "token")
+        assert tokens == "broken \ud800 pair"
+    else:
+        assert result.stdout == "broken \ufffd pair\n"
+
+
+def test_an_answer_a_latin1_terminal_cannot_show_is_shown_with_replacements(
+    cli: Cli, ollama: FakeOllama
+) -> None:
+    ollama.answer = ("arrow \u2192 here",)
+    result = cli.run(
+        "ask",
+        "hi",
+        "--config",
+        cli.config(),
+        "--simulate-memory",
+        "16GB",
+        env={"PYTHONIOENCODING": "latin-1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "arrow ? here\n"
+
+
+def test_a_server_error_is_shown_without_its_control_sequences(
+    cli: Cli, ollama: FakeOllama
+) -> None:
+    assert with_model_server(cli, "preload", "tinyllama").returncode == 0
+    ollama.fail_next(Fault.ERROR_LINE, message="runner died\x1b]52;c;aGVsbG8=\x07\x1b[2J badly")
+    result = with_model_server(cli, "ask", "hi", "--model", "tinyllama")
+    assert result.returncode == 1
+    assert "runner died badly" in result.stderr
+    assert "\x1b" not in result.stdout + result.stderr
+
+
+def test_models_shows_server_names_and_versions_without_control_sequences(cli: Cli) -> None:
+    names = ["x[/]", "/models/foo[Q4].gguf", "evil\x1b]0;pwned\x07name"]
+    fakes = [FakeModel(name, weights_mb=600.0) for name in names]
+    with FakeOllama(fakes, version="0.12.3\x1b[2J") as server:
+        cli.env["OLLAMA_HOST"] = server.url
+        text = with_model_server(cli, "models")
+        data = json.loads(with_model_server(cli, "models", "--json").stdout)
+    assert text.returncode == 0, text.stderr
+    assert "\x1b" not in text.stdout + text.stderr
+    assert "v0.12.3 " in text.stdout
+    for shown in ("x[/]", "/models/foo[Q4].gguf", "evilname"):
+        assert shown in text.stdout
+    assert set(names) <= {row["name"] for row in data["models"]}

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from nemo_tui.backends.base import BackendError, GenerationOptions, OutOfMemory, StreamBroken
 from nemo_tui.config import Config
+from nemo_tui.core.catalog import Catalog, ModelSpec, Tier
+from nemo_tui.core.complexity import Complexity
 from nemo_tui.core.memory import MemoryProfile, PressureLevel, SimulatedSampler
+from nemo_tui.core.recommender import RecommendationRequest, ResidentModel, recommend
 from nemo_tui.engine import Engine
 from nemo_tui.events import (
     BackendsChanged,
@@ -93,7 +97,8 @@ async def test_query_streams_through_the_pipeline_in_order() -> None:
     done = events[-1]
     assert isinstance(done, Done)
     assert done.text == "Hello there."
-    assert [e.text for e in events if isinstance(e, Token)] == ["Hello", " there", "."]
+    # The three pieces came before the reader ran, so they come joined (test_token_delivery).
+    assert [e.text for e in events if isinstance(e, Token)] == ["Hello there."]
     assert done.model == "smollm2:135m"
     assert done.cache_hit is False
     assert done.tokens_out == 3
@@ -559,3 +564,130 @@ async def test_a_query_cancelled_while_a_preload_holds_the_engine_never_runs() -
         await engine.aclose()
     assert isinstance(result, Cancelled)
     assert backend.prompts == []
+
+
+# A simulated machine fills up as models load.
+
+TWO_AND_A_HALF_GB = 2560.0
+
+
+def writers() -> Catalog:
+    """Two local models of 2.5 GB each, whatever their context."""
+    return Catalog(
+        ModelSpec(
+            name,
+            Tier.LOW,
+            "ollama",
+            "a 2.5 GB writer",
+            min_memory_mb=TWO_AND_A_HALF_GB,
+            max_memory_mb=TWO_AND_A_HALF_GB,
+        )
+        for name in ("writer-a", "writer-b")
+    )
+
+
+async def on_a_4gb_machine(sizes_mb: dict[str, float]) -> tuple[Engine, ScriptedBackend]:
+    """An engine on a simulated 4 GB machine where other programs use 600 MB."""
+    ollama = ScriptedBackend("ollama", ("writer-a", "writer-b"), sizes_mb=sizes_mb)
+    engine = Engine(
+        Config(),
+        sampler=SimulatedSampler(4096, 4096 - 600),
+        backends=[ollama],
+        catalog=writers(),
+        monitor=False,
+    )
+    await engine.start()
+    return engine, ollama
+
+
+async def test_a_model_loaded_on_a_simulated_machine_counts_in_its_memory() -> None:
+    size = {"writer-a": TWO_AND_A_HALF_GB, "writer-b": TWO_AND_A_HALF_GB}
+    engine, ollama = await on_a_4gb_machine(size)
+    try:
+        empty = engine.sample()
+        assert (await engine.preload("writer-a")).ok
+        loaded = engine.sample()
+        # The recommender, asked for the other model, now needs writer-a's room.
+        other = engine.catalog.get("writer-b")
+        assert other is not None
+        resident = {
+            m.name: ResidentModel(m.name, m.size_mb, m.context_length)
+            for m in engine.cached_models()
+        }
+        request = RecommendationRequest(Complexity.LOW, Catalog([other]), loaded=resident)
+        second = recommend(loaded, request, engine.config)
+        swapped = await engine.preload("writer-b")
+        system = engine.stats()["system"]
+    finally:
+        await engine.aclose()
+    assert loaded.used_mb - empty.used_mb == TWO_AND_A_HALF_GB
+    assert engine.pressure(empty) is PressureLevel.NORMAL
+    assert engine.pressure(loaded) is PressureLevel.ELEVATED
+    assert (second.model, second.fits, second.evict) == ("writer-b", True, ("writer-a",))
+    assert swapped.ok and swapped.evicted == ("writer-a",)
+    assert set(ollama.loaded) == {"writer-b"}
+    assert isinstance(system, dict) and system["used_mb"] == 600 + TWO_AND_A_HALF_GB
+
+
+async def test_a_loaded_model_of_unknown_size_counts_its_catalog_estimate() -> None:
+    engine, _ = await on_a_4gb_machine({"writer-a": 0.0})
+    try:
+        assert (await engine.preload("writer-a")).ok
+        assert engine.cached_models()[0].size_mb == 0
+        used = engine.sample().used_mb
+    finally:
+        await engine.aclose()
+    assert used == 600 + TWO_AND_A_HALF_GB
+
+
+async def test_previews_a_run_and_its_fallback_read_an_attached_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "scores.csv"
+    data.write_text("name,score\nada,90\nbob,70\n", encoding="utf-8")
+    opened: list[Path] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == data:
+            opened.append(self)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    ollama = ScriptedBackend("ollama", ("tinyllama", "phi3:mini"))
+    ollama.scripts["phi3:mini"] = Script(
+        error=OutOfMemory("model requires more system memory", backend="ollama")
+    )
+    engine = await started([ollama])
+    query = Query("Explain how vaccines train the immune system.", data_file=data)
+    try:
+        # The dashboard previews the plan each time typing pauses.
+        previews = [engine.plan_query(query) for _ in range(3)]
+        events = await collect(engine, query)
+    finally:
+        await engine.aclose()
+    done = events[-1]
+    assert isinstance(done, Done) and done.fallbacks == ("phi3:mini",)
+    assert all("Data file: scores.csv (CSV, 2 rows" in plan.prompt for plan in previews)
+    assert len(ollama.prompts) == 2
+    assert all("Data file: scores.csv (CSV, 2 rows" in prompt for prompt in ollama.prompts)
+    assert len(opened) == 1
+
+
+async def test_a_long_session_keeps_a_bounded_record_of_recent_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Predictive preloading's record of answers does not grow with every query forever."""
+    from nemo_tui.engine import pipeline
+
+    monkeypatch.setattr(pipeline, "USAGE_RECORDS_KEPT", 3)
+    engine = await started([ScriptedBackend()])
+    try:
+        for n in range(6):
+            await collect(engine, Query(f"question {n}"))
+        kept = list(engine._env.usage)
+    finally:
+        await engine.aclose()
+
+    assert len(kept) == 3
+    assert kept == sorted(kept, key=lambda record: record.at)

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 _HUNG_UP = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _GARBAGE = '{"model": "x", "message": {"content": "oops"'
+_ENDLESS_PIECE_BYTES = 64 * 1024
+_ENDLESS_LINE_BYTES = 256 * 1024 * 1024
+"""Where the endless line gives up on a client that reads on and on."""
 
 
 class OllamaHttpServer(ThreadingHTTPServer):
@@ -167,11 +170,14 @@ class _Handler(BaseHTTPRequestHandler):
         # Ollama cuts an over-long prompt from the front to fit num_ctx and says nothing.
         kept_prompt = min(prompt_tokens(messages), runner.num_ctx)
         num_predict = int_option(options, "num_predict", -1)
-        limit, done_reason = fake.answer_tokens, "stop"
+        script = fake.answer
+        if script is None:
+            words = [ANSWER_WORDS[i % len(ANSWER_WORDS)] for i in range(fake.answer_tokens)]
+            script = [w if i == 0 else f" {w}" for i, w in enumerate(words)]
+        limit, done_reason = len(script), "stop"
         if num_predict is not None and 0 <= num_predict < limit:
             limit, done_reason = num_predict, "length"
-        words = [ANSWER_WORDS[i % len(ANSWER_WORDS)] for i in range(limit)]
-        pieces = [w if i == 0 else f" {w}" for i, w in enumerate(words)]
+        pieces = list(script[:limit])
         name = runner.model.name
         prompt_done = time.perf_counter()
         if not stream:
@@ -199,6 +205,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _inject(self, fault: PlannedFault) -> bool:
         """Send a mid-stream failure; True when the stream is over."""
+        if fault.kind is Fault.STALL_MID:
+            self.server.fake.pause(fault.seconds)
+            return False
+        if fault.kind is Fault.ENDLESS_LINE:
+            self._endless_line()
+            return True
         if fault.kind is Fault.ERROR_LINE:
             self._chunk({"error": fault.message or ERROR_LINE_MESSAGE})
         elif fault.kind is Fault.OOM_LINE:
@@ -214,6 +226,18 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         self._end_stream()
         return True
+
+    def _endless_line(self) -> None:
+        """Send one line that never ends, until the client hangs up or the server stops (either
+        makes a write raise); a client that reads on and on gets `_ENDLESS_LINE_BYTES`, then a
+        cut body."""
+        piece = b"x" * _ENDLESS_PIECE_BYTES
+        chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
+        for _ in range(_ENDLESS_LINE_BYTES // _ENDLESS_PIECE_BYTES):
+            self.wfile.write(chunk)
+            self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
 
     def _pace(self, tokens: int) -> None:
         rate = self.server.fake.tokens_per_s

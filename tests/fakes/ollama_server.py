@@ -88,6 +88,8 @@ class FakeOllama:
         default_keep_alive_s: Used on first load when a request has no `keep_alive` (5m).
         default_num_ctx: `num_ctx` when a request gives none.
         answer_tokens: Length of an answer when `num_predict` does not cut it short.
+        answer: The tokens of every answer, sent exactly as given, instead of `answer_tokens`
+            words of the fixed text.
         evict_to_fit: Evict idle models, least recently used first, to make room, as the real
             scheduler does; off by default so a refusal is easy to provoke.
         version: What `/api/version` reports.
@@ -103,6 +105,7 @@ class FakeOllama:
         default_keep_alive_s: float = 300.0,
         default_num_ctx: int = 4096,
         answer_tokens: int = 24,
+        answer: Sequence[str] | None = None,
         evict_to_fit: bool = False,
         version: str = "0.12.3",
     ) -> None:
@@ -113,6 +116,7 @@ class FakeOllama:
         self.default_keep_alive_s = default_keep_alive_s
         self.default_num_ctx = default_num_ctx
         self.answer_tokens = answer_tokens
+        self.answer = answer
         self.evict_to_fit = evict_to_fit
         self.version = version
         self.requests: list[RecordedRequest] = []
@@ -204,7 +208,7 @@ class FakeOllama:
 
         Args:
             kind: Which failure (see `Fault`).
-            seconds: How long a `stall` lasts before tokens flow.
+            seconds: How long a `stall` or `stall_mid` lasts before tokens flow.
             after_tokens: Tokens sent before a mid-stream failure.
             message: Replaces the default error text.
         """

@@ -43,6 +43,11 @@ class Fault(StrEnum):
     """200, a few tokens, then a line that is not JSON."""
     STALL = "stall"
     """200 headers, then silence for `seconds` before the first token."""
+    STALL_MID = "stall_mid"
+    """200, a few tokens, then silence for `seconds` with the connection open, then the rest."""
+    ENDLESS_LINE = "endless_line"
+    """200, a few tokens, then a line that never ends: bytes without a newline until the client
+    hangs up."""
     DROP = "drop"
     """200, a few tokens, then the socket is closed without ending the chunked body."""
     OOM_LINE = "oom_line"

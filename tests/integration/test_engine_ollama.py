@@ -7,6 +7,7 @@ real Ollama shows (down, killed mid-stream, stalls, bad lines, HTTP errors, sile
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -18,8 +19,8 @@ from nemo_tui.backends.base import Backend, BackendUnavailable, ServerBusy, Stre
 from nemo_tui.backends.ollama import OllamaBackend
 from nemo_tui.config import Config
 from nemo_tui.core.complexity import Complexity
-from nemo_tui.core.memory import MemoryProfile, SimulatedSampler
-from nemo_tui.engine import Engine
+from nemo_tui.core.memory import PressureLevel, SimulatedSampler
+from nemo_tui.engine import Engine, StreamStalled
 from nemo_tui.errors import UsageError
 from nemo_tui.events import (
     Done,
@@ -74,17 +75,10 @@ def config_with(**sections: dict[str, object]) -> Config:
     return config
 
 
-class FakeMachine:
-    """A simulated machine whose used memory includes what the fake server has loaded."""
-
-    def __init__(self, server: FakeOllama, total_mb: float, base_used_mb: float) -> None:
-        self._server = server
-        self._base_available = total_mb - base_used_mb
-        self._profile = SimulatedSampler(total_mb, self._base_available).sample()
-
-    def sample(self) -> MemoryProfile:
-        loaded = sum(self._server.loaded().values())
-        return self._profile.with_available(self._base_available - loaded)
+def machine(total_mb: float, base_used_mb: float) -> SimulatedSampler:
+    """A simulated machine where other programs use `base_used_mb`; the engine adds the models
+    the server holds, as the figures of a real machine would include them."""
+    return SimulatedSampler(total_mb, total_mb - base_used_mb)
 
 
 @pytest.fixture
@@ -99,7 +93,7 @@ async def running(
     url: str,
     *,
     config: Config | None = None,
-    sampler: FakeMachine | SimulatedSampler | None = None,
+    sampler: SimulatedSampler | None = None,
     extra: tuple[Backend, ...] = (),
 ) -> AsyncIterator[Engine]:
     engine = Engine(
@@ -167,8 +161,8 @@ async def test_a_model_that_does_not_fit_next_to_two_others_evicts_the_least_rec
 ):
     with FakeOllama([TINY, PHI, BIO]) as server:
         # 10 GB with 2 GB in use: phi3:mini and tinyllama fit together, a 7B beside both doesn't.
-        machine = FakeMachine(server, total_mb=10 * 1024, base_used_mb=2048)
-        async with running(server.url, sampler=machine) as engine:
+        ten_gb = machine(total_mb=10 * 1024, base_used_mb=2048)
+        async with running(server.url, sampler=ten_gb) as engine:
             assert (await engine.preload("phi3:mini")).ok
             assert (await engine.preload("tinyllama")).ok
             assert set(server.loaded()) == {"phi3:mini", "tinyllama"}
@@ -186,8 +180,8 @@ async def test_a_query_that_needs_room_unloads_the_least_recently_used_model_fir
     with FakeOllama([TINY, PHI, BIO]) as server:
         # 20 GB, 7.8 GB in use by other programs: with phi3:mini and tinyllama loaded, 8.2 GB
         # are free (enough for the high tier) but only 4.2 GB fit under the 80% cache limit.
-        machine = FakeMachine(server, total_mb=20 * 1024, base_used_mb=7800)
-        async with running(server.url, sampler=machine) as engine:
+        twenty_gb = machine(total_mb=20 * 1024, base_used_mb=7800)
+        async with running(server.url, sampler=twenty_gb) as engine:
             assert (await engine.preload("phi3:mini")).ok
             assert (await engine.preload("tinyllama")).ok
             events = await ask(engine, Query("Explain it.", complexity=Complexity.HIGH))
@@ -200,6 +194,29 @@ async def test_a_query_that_needs_room_unloads_the_least_recently_used_model_fir
     assert isinstance(done, Done) and done.model == "biomistral:7b" and done.cache_hit is False
     assert loaded == {"tinyllama", "biomistral:7b"}
     assert server.handler_errors == []
+
+
+async def test_a_simulated_4gb_machine_fills_up_and_evicts_as_a_real_one_would(
+    server: FakeOllama,
+) -> None:
+    # 4 GB with 600 MB in use by other programs: phi3:mini fits, and takes the machine past the
+    # 75% pressure threshold; tinyllama beside it would pass the 80% cache limit.
+    four_gb = machine(total_mb=4096, base_used_mb=600)
+    async with running(server.url, sampler=four_gb) as engine:
+        empty = engine.sample()
+        assert (await engine.preload("phi3:mini")).ok
+        with_phi = engine.sample()
+        phi_mb = server.loaded()["phi3:mini"]
+        swapped = await engine.preload("tinyllama")
+        with_tiny = engine.sample()
+        loaded = server.loaded()
+    assert with_phi.used_mb - empty.used_mb == pytest.approx(phi_mb)
+    assert engine.pressure(empty) is PressureLevel.NORMAL
+    assert engine.pressure(with_phi) is PressureLevel.ELEVATED
+    assert swapped.ok and swapped.evicted == ("phi3:mini",)
+    assert set(loaded) == {"tinyllama"}
+    assert with_tiny.used_mb == pytest.approx(600 + loaded["tinyllama"])
+    assert engine.pressure(with_tiny) is PressureLevel.NORMAL
 
 
 async def test_out_of_memory_on_the_recommended_model_falls_back_to_a_smaller_one() -> None:
@@ -405,3 +422,24 @@ async def test_a_second_probe_of_an_unchanged_server_reads_no_model_again() -> N
     assert tags == 1  # and listed the models once, not once per model
     assert (shows_again, tags_again) == (0, 1)
     assert spec is not None and spec.architecture is not None
+
+
+async def test_an_answer_that_stalls_midway_ends_with_the_partial_answer_and_frees_the_engine(
+    server: FakeOllama,
+) -> None:
+    config = config_with(preferences={"max_stall_time_ms": 300})
+    async with running(server.url, config=config) as engine:
+        assert (await engine.preload("tinyllama")).ok
+        server.fail_next(Fault.STALL_MID, seconds=30.0, after_tokens=3)
+        started = time.perf_counter()
+        stalled = await engine.submit(low()).result()
+        waited = time.perf_counter() - started
+        after = await engine.submit(low("again")).result()
+    assert isinstance(stalled, Failed)
+    assert isinstance(stalled.error, StreamStalled)
+    assert f"ollama at {server.url} stopped sending the answer" in stalled.error.message
+    assert "no text for 300 ms" in stalled.error.message
+    assert "max_stall_time_ms" in stalled.error.fix
+    assert stalled.partial_text == FIRST_THREE
+    assert waited < 5.0
+    assert isinstance(after, Done) and after.text == ANSWER

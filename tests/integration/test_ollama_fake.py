@@ -400,3 +400,19 @@ async def test_one_connection_serves_several_questions(
     for _ in range(5):
         await answer(ollama)
     assert fake_ollama.connections_opened == 1
+
+
+async def test_a_line_that_never_ends_breaks_the_stream_soon_and_the_next_answer_works(
+    ollama: OllamaBackend, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.fail_next(Fault.ENDLESS_LINE, after_tokens=2)
+
+    async with asyncio.timeout(5.0):
+        text, error = await partial_then_error(ollama)
+
+    assert isinstance(error, StreamBroken)
+    assert f"{fake_ollama.url} sent a line longer than 4 MiB" in error.message
+    assert text.split() == list(ANSWER_WORDS[:2])
+    await wait_for(lambda: fake_ollama.disconnects == 1)
+    _, end = await answer(ollama)
+    assert end.finish_reason == "stop"

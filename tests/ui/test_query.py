@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
-from textual.widgets import OptionList
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, OptionList, Static
 
 from nemo_tui.backends.base import OutOfMemory
+from nemo_tui.core.text_file import SavedText
+from nemo_tui.ui.screens import main_query
 from nemo_tui.ui.screens.model_menu import ModelMenu
+from nemo_tui.ui.screens.path_prompt import PathPrompt
 from nemo_tui.ui.widgets.model_picker import ModelPicker
 from nemo_tui.ui.widgets.query_pane import QueryPane
 from tests.fakes import Script
-from tests.ui.support import make_rig, settle, started
+from tests.ui.support import Rig, make_rig, settle, started
 
 
 async def test_a_query_streams_into_the_answer_and_ends_with_stats(tmp_path: Path) -> None:
@@ -173,3 +180,157 @@ async def test_the_model_is_picked_from_the_keyboard(tmp_path: Path) -> None:
         await pilot.press("home", "enter")  # the first line is auto
         await settle(pilot, lambda: pane.model_override is None)
         assert "auto (recommended)" in str(picker.render())
+
+
+async def answered(pilot: Pilot[None], rig: Rig, tokens: list[str]) -> QueryPane:
+    """Ask a question and wait for the scripted answer."""
+    rig.backend.script = Script(tokens=tokens)
+    pane = rig.app.screen.query_one(QueryPane)
+    await pilot.press(*"hi")
+    await pilot.press("ctrl+s")
+    await settle(pilot, lambda: not pane.running and pane.answer != "")
+    return pane
+
+
+async def submit_save_path(pilot: Pilot[None], path: Path) -> PathPrompt:
+    """Open the save dialog (ctrl+o), type `path` and press Enter."""
+    await pilot.press("ctrl+o")
+    await settle(pilot, lambda: isinstance(pilot.app.screen, PathPrompt))
+    prompt = pilot.app.screen
+    assert isinstance(prompt, PathPrompt)
+    prompt.query_one("#path-input", Input).value = str(path)
+    await pilot.press("enter")
+    await pilot.pause()
+    return prompt
+
+
+def problem_line(prompt: PathPrompt) -> str:
+    return str(prompt.query_one("#path-problem", Static).render())
+
+
+async def test_an_existing_file_is_replaced_only_after_a_second_enter(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    target = tmp_path / "notes.md"
+    target.write_text("my notes")
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await answered(pilot, rig, ["new answer"])
+
+        prompt = await submit_save_path(pilot, target)
+        assert rig.app.screen is prompt  # still asking
+        assert f"{target} already exists: Enter again replaces it" in problem_line(prompt)
+        await pilot.pause(0.1)
+        assert target.read_text() == "my notes"
+
+        await pilot.press("escape")  # changing one's mind keeps the file
+        await settle(pilot, lambda: rig.app.screen is not prompt)
+        assert target.read_text() == "my notes"
+
+        prompt = await submit_save_path(pilot, target)
+        assert target.read_text() == "my notes"
+        await pilot.press("enter")
+        await settle(pilot, lambda: target.read_text() == "new answer")
+        await settle(pilot, lambda: f": Saved the answer to {target}." in rig.notes)
+
+
+async def test_a_file_name_with_brackets_is_shown_as_written_in_the_dialog(
+    tmp_path: Path,
+) -> None:
+    rig = make_rig(tmp_path)
+    target = tmp_path / "run[Q4] [b]x[$error].md"
+    target.write_text("kept")
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await answered(pilot, rig, ["an answer"])
+
+        prompt = await submit_save_path(pilot, target)
+
+        assert f"{target} already exists" in problem_line(prompt)
+        assert target.read_text() == "kept"
+
+
+@pytest.mark.timeout(60)
+async def test_a_fifo_is_refused_in_the_dialog_and_nothing_waits_on_it(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = await answered(pilot, rig, ["an answer"])
+
+        prompt = await submit_save_path(pilot, fifo)
+        assert rig.app.screen is prompt
+        assert f"{fifo} is a FIFO (named pipe), not a regular file" in problem_line(prompt)
+        await pilot.press("enter")  # a second Enter does not agree to anything here
+        await pilot.pause()
+        assert rig.app.screen is prompt
+        await pilot.press("escape")
+        await settle(pilot, lambda: rig.app.screen is not prompt)
+        assert pane.answer == "an answer"
+
+
+async def test_an_answer_with_a_lone_surrogate_is_saved_with_a_notice(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    target = tmp_path / "answer.md"
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = await answered(pilot, rig, ["broken \ud800 escape"])
+
+        await submit_save_path(pilot, target)
+        await settle(pilot, lambda: any("lone surrogates" in note for note in rig.notes))
+
+        assert target.read_text(encoding="utf-8") == "broken \ufffd escape"
+        note = next(note for note in rig.notes if "lone surrogates" in note)
+        assert f"Saved the answer to {target}; 1 character(s)" in note
+        assert pane.answer == "broken \ud800 escape"
+
+
+async def test_the_answer_is_written_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = make_rig(tmp_path)
+    target = tmp_path / "answer.md"
+    writing = threading.Event()
+    release = threading.Event()
+    writers: list[threading.Thread] = []
+    real_save_text = main_query.save_text
+
+    def slow_save_text(path: Path, text: str, *, replace: bool) -> SavedText:
+        writers.append(threading.current_thread())
+        writing.set()
+        release.wait(timeout=10)  # bounded: on the event loop this would freeze the test
+        return real_save_text(path, text, replace=replace)
+
+    monkeypatch.setattr(main_query, "save_text", slow_save_text)
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await answered(pilot, rig, ["slow disk answer"])
+        await submit_save_path(pilot, target)
+        await settle(pilot, writing.is_set)
+
+        await pilot.press("ctrl+g")  # the dashboard still answers keys while the file is written
+        assert rig.app.clipboard == "slow disk answer"
+        assert not target.exists()
+
+        release.set()
+        await settle(pilot, lambda: f": Saved the answer to {target}." in rig.notes)
+    assert target.read_text() == "slow disk answer"
+    assert writers and writers[0] is not threading.main_thread()
+
+
+async def test_a_failed_save_names_the_path_and_the_answer_stays(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    target = tmp_path / "no-such-folder" / "answer.md"
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        pane = await answered(pilot, rig, ["keep me"])
+
+        await submit_save_path(pilot, target)
+        await settle(pilot, lambda: any(str(target) in note for note in rig.notes))
+
+        note = next(note for note in rig.notes if str(target) in note)
+        assert "No such file or directory" in note
+        assert pane.answer == "keep me"
+        rig.backend.script = Script(tokens=["still running"])
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: pane.answer == "still running")

@@ -7,9 +7,11 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from textual.widgets import Static
 
-from nemo_tui.config import Config
+from nemo_tui.config import Config, parse_config
+from nemo_tui.core.memory import SimulatedSampler
 from nemo_tui.engine import Engine
 from nemo_tui.errors import NemoError
 from nemo_tui.ui.app import create_app
@@ -81,7 +83,14 @@ async def test_every_key_works_or_says_why_while_the_engine_is_built(tmp_path: P
             await settle(pilot, lambda: isinstance(app.screen, MainScreen))
 
             screen.toggle_setting("optimization.context_truncation")
-            assert "context_truncation: false" in rig.config_path.read_text()
+            # Saved by a thread, so the dashboard never waits on the disk.
+            await settle(
+                pilot,
+                lambda: (
+                    rig.config_path.exists()
+                    and "context_truncation: false" in rig.config_path.read_text()
+                ),
+            )
 
             gate.set()
             await started(pilot)
@@ -102,6 +111,33 @@ async def test_an_engine_that_cannot_be_built_ends_the_app_with_the_reason(
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, lambda: app.return_code is not None)
     assert app.return_code == 1
+
+
+async def test_a_bad_ollama_host_ends_the_app_with_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "http://user:hunter2@gpu-box")
+    config = parse_config("backends:\n  embedded:\n    enabled: false\n")
+    app = create_app(
+        config,
+        lambda: Engine(config, sampler=SimulatedSampler(8192.0), monitor=False),
+        config_path=tmp_path / "config.yaml",
+    )
+    exit_messages: list[object] = []
+    exit_app = app.exit
+
+    def record_exit(result: None = None, return_code: int = 0, message: object = None) -> None:
+        exit_messages.append(message)
+        exit_app(result, return_code, message)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app, "exit", record_exit)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 1
+    [message] = exit_messages
+    assert isinstance(message, str) and "\n" not in message
+    assert "$OLLAMA_HOST: 'http://***@gpu-box' holds a user name or password" in message
+    assert "hunter2" not in message
 
 
 def test_the_first_frame_does_not_wait_for_the_engine_or_httpx() -> None:

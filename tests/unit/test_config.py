@@ -159,3 +159,59 @@ def test_timeouts_and_intervals_without_a_sane_bound_are_refused(text: str, key:
         parse_config(text, source="config.yaml")
 
     assert key in caught.value.one_line() and caught.value.fix
+
+
+def test_a_config_that_is_not_utf8_names_the_byte_its_place_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes("# réglages\nui:\n  theme: nemo-dark\n".encode("latin-1"))
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    message = info.value.one_line()
+    assert message.startswith(f"{path}:1: the file is not UTF-8 text")
+    assert "byte 0xe9 at offset 3" in message
+    assert "save the file as UTF-8" in message
+
+
+def test_windows_line_endings_load_like_unix_ones(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"# mine\r\nmonitor:\r\n  gauge_interval_s: 3\r\n")
+    assert load_config(path).config.monitor.gauge_interval_s == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://user:hunter2@gpu-box:11434", "'http://***@gpu-box:11434' holds a user name"),
+        ("'gpu-box:http'", "'gpu-box:http' has the port 'http'"),
+        ("'http://'", "'http://' names no host"),
+    ],
+)
+def test_an_ollama_url_that_names_no_address_names_the_file_line_and_key(
+    url: str, problem: str
+) -> None:
+    text = f"ui:\n  theme: nemo-dark\nbackends:\n  ollama:\n    url: {url}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="c.yaml")
+    message = info.value.one_line()
+    assert message.startswith(f"c.yaml:5: backends.ollama.url: {problem}")
+    assert "hunter2" not in message
+    assert "leave it out to use $OLLAMA_HOST" in info.value.fix
+
+
+def test_an_ollama_url_in_a_form_ollama_accepts_loads() -> None:
+    text = "backends:\n  ollama:\n    url: '[::1]:11500'\n"
+    assert parse_config(text, source="c.yaml").backends.ollama.url == "[::1]:11500"
+
+
+@pytest.mark.parametrize("yaml_escape", ["\\n", "\\r\\n", "\\L", "\\N"])
+def test_an_error_quoting_a_key_with_a_line_break_stays_one_line(yaml_escape: str) -> None:
+    """A key written with a YAML escape for a line break (newline, CRLF, U+2028, U+0085)."""
+    text = f'ui:\n  "wide{yaml_escape}screen": true\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="c.yaml")
+
+    message = caught.value.one_line()
+    assert message.splitlines() == [message]
+    assert "wide" in message and "screen" in message

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from nemo_tui.core import data_summary
-from nemo_tui.core.data_summary import build_prompt, summarize_data
+from nemo_tui.core.data_summary import DataSummaries, build_prompt, summarize_data
 from nemo_tui.core.optimizer import estimate_tokens
 from nemo_tui.errors import NemoError
 
@@ -188,3 +191,155 @@ def test_prompt_puts_data_first_and_question_last() -> None:
 
 def test_prompt_without_data_is_the_query() -> None:
     assert build_prompt("hello", None) == "hello"
+
+
+# -- bounded reading -------------------------------------------------------------------------
+
+GB = 1024**3
+
+
+def sparse_file(path: Path, size: int) -> Path:
+    """A file of `size` zero bytes that takes no disk space: one line with no line end."""
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def test_a_file_over_the_size_limit_is_refused_without_being_read(tmp_path: Path) -> None:
+    huge = sparse_file(tmp_path / "export.csv", 20 * GB)
+    started = time.perf_counter()
+    with pytest.raises(NemoError) as raised:
+        summarize_data(huge, 2000)
+    assert time.perf_counter() - started < 1.0
+    assert "export.csv is 20.0 GB, over the 512 MB limit" in raised.value.message
+    assert "preferences.max_data_file_mb" in raised.value.fix
+
+
+def test_the_size_limit_is_the_one_given(tmp_path: Path) -> None:
+    path = write_delimited(tmp_path / "patients.csv", ",")
+    sparse_file(tmp_path / "big.csv", 3 * 1024 * 1024)
+    assert summarize_data(path, 2000, max_file_mb=1).startswith("Data file: patients.csv")
+    with pytest.raises(NemoError, match="big.csv is 3 MB, over the 1 MB limit"):
+        summarize_data(tmp_path / "big.csv", 2000, max_file_mb=1)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_file_that_is_one_huge_line_is_refused_with_bounded_memory(
+    tmp_path: Path, suffix: str
+) -> None:
+    huge = sparse_file(tmp_path / f"dump{suffix}", 64 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        with pytest.raises(NemoError) as raised:
+            summarize_data(huge, 2000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert f"dump{suffix} line 1 is longer than 1,048,576 characters" in raised.value.message
+    assert "one record per line" in raised.value.fix
+    assert peak < 8 * 1024 * 1024
+
+
+def test_a_line_as_long_as_the_cap_is_read_and_a_longer_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.jsonl"
+    line = json.dumps({"id": 1, "note": ""})
+    line = line[:-2] + "x" * (data_summary.MAX_LINE_CHARS - len(line)) + line[-2:]
+    assert len(line) == data_summary.MAX_LINE_CHARS
+    path.write_text(f"{line}\r\n{line}\r\n", encoding="utf-8")
+    assert "2 rows, 2 columns" in summarize_data(path, 2000).splitlines()[0]
+    longer = line[:-2] + "x" + line[-2:]
+    path.write_text(f"{line}\r\n{line}\r\n{longer}\r\n", encoding="utf-8")
+    with pytest.raises(NemoError, match="notes.jsonl line 3 is longer than 1,048,576 characters"):
+        summarize_data(path, 2000)
+
+
+def test_a_long_run_of_digits_in_a_cell_is_read_quickly(tmp_path: Path) -> None:
+    path = tmp_path / "ids.csv"
+    path.write_text(f"id,code\n1,{'7' * 100_000}x\n2,ab\n", encoding="utf-8")
+    started = time.perf_counter()
+    summary = summarize_data(path, 2000)
+    assert time.perf_counter() - started < 2.0
+    assert "(text)" in column_line(summary, "code")
+
+
+# -- summaries kept per version of a file -------------------------------------------------------
+
+
+def rewrite_keeping_size_and_time(path: Path, text: str) -> None:
+    """Change a file's content only, as an editor that keeps timestamps might: a file read again
+    shows the new content, one remembered shows the old."""
+    before = path.stat()
+    path.write_text(text, encoding="utf-8")
+    assert path.stat().st_size == before.st_size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_a_second_summary_of_an_unchanged_file_does_not_read_it_again(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    path.write_text("name,score\nada,90\nbob,70\n", encoding="utf-8")
+    summaries = DataSummaries()
+    first = summaries.summarize(path, 2000)
+    rewrite_keeping_size_and_time(path, "name,score\neve,10\nzed,20\n")
+    assert summaries.summarize(path, 2000) == first
+    # Another budget (a fallback model's context) is written from what was read, too.
+    assert summaries.summarize(path, 20) == "Data file: scores.csv (CSV, 2 rows, 2 columns)"
+    assert "ada" in summaries.summarize(path, 2000)
+
+
+def test_a_file_changed_on_disk_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    path.write_text("name,score\nada,90\nbob,70\n", encoding="utf-8")
+    summaries = DataSummaries()
+    summaries.summarize(path, 2000)
+    rewrite_keeping_size_and_time(path, "name,score\neve,10\nzed,20\n")
+    later = path.stat().st_mtime_ns + 1_000_000_000
+    os.utime(path, ns=(later, later))
+    assert "eve" in summaries.summarize(path, 2000)
+    modified = path.stat().st_mtime_ns
+    path.write_text("name,score\neve,10\nzed,20\nkim,30\n", encoding="utf-8")
+    os.utime(path, ns=(modified, modified))
+    assert "3 rows" in summaries.summarize(path, 2000).splitlines()[0]
+
+
+def test_what_made_a_file_unusable_is_kept_until_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"a": 1}\n{"a": }\n', encoding="utf-8")
+    summaries = DataSummaries()
+    for _ in range(2):
+        with pytest.raises(NemoError, match="events.jsonl line 2 is not valid JSON"):
+            summaries.summarize(path, 2000)
+        rewrite_keeping_size_and_time(path, '{"a": 1}\n{"a":2}\n')
+    later = path.stat().st_mtime_ns + 1_000_000_000
+    os.utime(path, ns=(later, later))
+    assert "2 rows" in summaries.summarize(path, 2000).splitlines()[0]
+
+
+def test_a_file_that_could_not_be_opened_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_delimited(tmp_path / "patients.csv", ",")
+    summaries = DataSummaries()
+
+    def no_permission(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    # As if the file had no read permission (which root, running tests in CI, would ignore).
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "open", no_permission)
+        with pytest.raises(NemoError, match="cannot be read"):
+            summaries.summarize(path, 2000)
+    assert summaries.summarize(path, 2000).startswith("Data file: patients.csv")
+
+
+def test_only_the_files_used_last_are_remembered(tmp_path: Path) -> None:
+    summaries = DataSummaries(capacity=2)
+    paths = [write_delimited(tmp_path / f"f{n}.csv", ",") for n in range(3)]
+    first = [summaries.summarize(p, 2000) for p in paths]
+    for path in paths:
+        rewrite_keeping_size_and_time(path, path.read_text().replace("sepsis", "sEPSIS"))
+    # f0 was pushed out by f1 and f2, so it is read again; the other two are remembered.
+    assert [summaries.summarize(p, 2000) for p in reversed(paths)] == [
+        first[2],
+        first[1],
+        first[0].replace("sepsis", "sEPSIS"),
+    ]

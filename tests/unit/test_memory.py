@@ -18,10 +18,12 @@ from nemo_tui.core.memory import (
     PressureChange,
     PressureLevel,
     PressureWatcher,
+    SimulatedGpuSampler,
     SimulatedSampler,
     SystemSampler,
     parse_simulation,
     pressure_level,
+    with_loaded_models,
 )
 from nemo_tui.core.memory_probes import NvmlProbe, RssProbe, read_psi
 from nemo_tui.errors import UsageError
@@ -402,6 +404,63 @@ def test_simulated_sampler_rejects_impossible_machines(
 ) -> None:
     with pytest.raises(ValueError):
         SimulatedSampler(total, available, vram)
+
+
+def test_simulated_gpu_is_marked_simulated() -> None:
+    (gpu,) = SimulatedSampler(8192.0, gpu_vram_mb=6144.0).sample().gpus
+    assert gpu.simulated
+
+
+def test_loaded_models_fill_a_simulated_machine() -> None:
+    # A 4 GB machine with 600 MB in use before any model: a 2.5 GB model takes it past the
+    # 75 % pressure threshold, and two of them past its total.
+    empty = SimulatedSampler(4096.0, 3496.0).sample()
+    one = with_loaded_models(empty, 2560.0)
+    assert (one.used_mb, one.available_mb) == (3160, 936)
+    assert one.percent == pytest.approx(3160 / 4096 * 100)
+    assert (one.host_total_mb, one.host_available_mb) == (4096, 936)
+    assert one.simulated
+    assert pressure_level(empty, 0.75) is PressureLevel.NORMAL
+    assert pressure_level(one, 0.75) is PressureLevel.ELEVATED
+    two = with_loaded_models(empty, 5120.0)
+    assert (two.used_mb, two.available_mb) == (4096, 0)
+    assert pressure_level(two, 0.75) is PressureLevel.CRITICAL
+
+
+def test_a_simulated_gpu_takes_the_part_of_the_models_in_vram() -> None:
+    empty = SimulatedSampler(8192.0, 6144.0, gpu_vram_mb=4096.0).sample()
+    loaded = with_loaded_models(empty, 3000.0, models_vram_mb=2000.0)
+    assert loaded.used_mb == 2048 + 1000
+    (gpu,) = loaded.gpus
+    assert (gpu.used_mb, gpu.total_mb, gpu.simulated) == (2000, 4096, True)
+    overfull = with_loaded_models(empty, 9000.0, models_vram_mb=5000.0)
+    assert overfull.gpus[0].used_mb == 4096
+
+
+def test_loaded_models_leave_live_figures_alone(machine: FakeMachine) -> None:
+    live = machine.sample()
+    assert with_loaded_models(live, 2560.0, models_vram_mb=1000.0) == live
+    real_gpu = replace(live, gpus=(GpuMemory(0, "Real GPU", 8192.0, 1000.0),))
+    assert with_loaded_models(real_gpu, 2560.0, models_vram_mb=1000.0) == real_gpu
+
+
+def test_simulate_gpu_alone_keeps_ram_live_and_only_the_gpu_simulated(
+    machine: FakeMachine,
+) -> None:
+    live = SystemSampler(proc_root=machine.proc, cgroup_root=machine.cgroup, use_gpu=False)
+    sampler = SimulatedGpuSampler(6144.0, live)
+    before = sampler.sample()
+    machine.write(machine.proc / "meminfo", MEMINFO.replace("4194304", "2097152"))
+    after = sampler.sample()
+    assert (before.available_mb, after.available_mb) == (4096, 2048)
+    assert not before.simulated and not after.simulated
+    (gpu,) = after.gpus
+    assert (gpu.total_mb, gpu.used_mb, gpu.simulated) == (6144, 0, True)
+    assert after.any_simulated
+    # With a model in (this host's real) RAM and none in VRAM, only the GPU could change.
+    assert with_loaded_models(after, 2560.0) == after
+    with pytest.raises(ValueError):
+        SimulatedGpuSampler(0.0, live)
 
 
 # NVML

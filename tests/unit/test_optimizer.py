@@ -288,3 +288,21 @@ def test_token_estimate_counts_digits_and_punctuation_more_than_prose() -> None:
     prose = "the quick brown fox jumps over the lazy dog and runs away " * 4
     numbers = "3.14159, 2.71828, 1.41421, 1.73205; " * 4
     assert estimate_tokens(numbers) / len(numbers) > 2 * estimate_tokens(prose) / len(prose)
+
+
+def test_of_equally_relevant_units_the_shorter_is_kept_first() -> None:
+    # Each sentence shares one question word, used once in the prompt, so both score the same;
+    # the budget holds either but not both, and the long one comes first.
+    long = (
+        "The reactor hall was repainted last spring by a contractor who also replaced the "
+        "windows, the doors, the gutters, the railings and the lights along the access road."
+    )
+    short = "Pump QX-4471 passed its test."
+    rng = random.Random(10)
+    body = [filler(rng, 4), long, filler(rng, 4), short, filler(rng, 4)]
+    prompt = "\n\n".join([INSTRUCTIONS, *body, QUESTION])
+    marker = ELISION_TEMPLATE.format(tokens="1,000")
+    with_long = f"{INSTRUCTIONS}\n\n{marker}\n\n{long}\n\n{marker}\n\n{QUESTION}"
+    budget = estimate_tokens(with_long) + 2
+    result = optimize_prompt(prompt, budget, question=QUESTION)
+    assert short in result.text

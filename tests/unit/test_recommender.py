@@ -44,29 +44,67 @@ def pick(
     return recommend(profile, request, config)
 
 
+CLOUD = "gemini-3.5-flash"
+WITHOUT_KEY = tuple(name for name in OLLAMA_MODELS if name != CLOUD)
+"""What the backends serve when no Gemini key is set: Gemini is left out."""
+
+
 @pytest.mark.parametrize(
-    ("total_gb", "complexity", "expected"),
+    ("total_gb", "complexity", "with_key", "without_key"),
     [
-        (2, Complexity.LOW, "tinyllama"),
-        (2, Complexity.HIGH, "tinyllama"),
-        (4, Complexity.LOW, "tinyllama"),
-        (4, Complexity.MEDIUM, "tinyllama"),
-        (4, Complexity.HIGH, "tinyllama"),
-        (8, Complexity.LOW, "tinyllama"),
-        (8, Complexity.MEDIUM, "phi3:mini"),
-        (8, Complexity.HIGH, "phi3:mini"),
-        (16, Complexity.LOW, "tinyllama"),
-        (16, Complexity.MEDIUM, "phi3:mini"),
-        (16, Complexity.HIGH, "biomistral:7b"),
+        (2, Complexity.LOW, "tinyllama", "tinyllama"),
+        (2, Complexity.MEDIUM, "tinyllama", "tinyllama"),
+        (2, Complexity.HIGH, CLOUD, "tinyllama"),
+        (4, Complexity.LOW, "tinyllama", "tinyllama"),
+        (4, Complexity.MEDIUM, "tinyllama", "tinyllama"),
+        (4, Complexity.HIGH, CLOUD, "tinyllama"),
+        (8, Complexity.LOW, "tinyllama", "tinyllama"),
+        (8, Complexity.MEDIUM, "phi3:mini", "phi3:mini"),
+        (8, Complexity.HIGH, "phi3:mini", "phi3:mini"),
+        (16, Complexity.LOW, "tinyllama", "tinyllama"),
+        (16, Complexity.MEDIUM, "phi3:mini", "phi3:mini"),
+        (16, Complexity.HIGH, "biomistral:7b", "biomistral:7b"),
     ],
 )
 def test_machine_size_and_complexity_pick_the_tier(
-    total_gb: int, complexity: Complexity, expected: str
+    total_gb: int, complexity: Complexity, with_key: str, without_key: str
 ) -> None:
-    rec = pick(machine(total_gb), complexity, installed=OLLAMA_MODELS)
-    assert rec.model == expected
-    assert rec.fits
+    """A local model stands in at most one tier below the query's; further down the cloud
+    answers when it can, and otherwise the reason says the answer may be weak."""
+    keyed = pick(machine(total_gb), complexity, installed=OLLAMA_MODELS)
+    keyless = pick(machine(total_gb), complexity, installed=WITHOUT_KEY)
+
+    assert (keyed.model, keyless.model) == (with_key, without_key)
+    assert keyed.fits and keyless.fits
+    for rec in (keyed, keyless):
+        two_below = rec.local and rec.tier.rank < Tier(complexity.value).rank - 1
+        assert two_below == ("may be weak" in rec.reason), rec.reason
+        assert not two_below or rec is keyless
+
+
+def test_a_hard_question_on_a_small_machine_goes_to_the_cloud_not_to_the_smallest_model() -> None:
+    installed = ("smollm2:135m", *OLLAMA_MODELS)
+    rec = pick(machine(2, 0.8), Complexity.HIGH, installed=installed)
+
+    assert rec.model == CLOUD
+    assert "2 tiers below what a high-complexity query needs" in rec.reason
+    assert rec.fallbacks and rec.fallbacks[0] in ("tinyllama", "smollm2:135m")
+
+
+def test_a_cloud_that_is_down_does_not_take_the_hard_question() -> None:
+    request = RecommendationRequest(
+        Complexity.HIGH, CATALOG, installed=OLLAMA_MODELS, backends_up=("ollama",)
+    )
+    rec = recommend(machine(2), request, CONFIG)
+
     assert rec.local
+    assert "the answer may be weak" in rec.reason
+
+
+def test_one_tier_below_stays_local_while_local_is_preferred() -> None:
+    rec = pick(machine(8), Complexity.HIGH, installed=OLLAMA_MODELS)
+    assert rec.model == "phi3:mini"
+    assert "weak" not in rec.reason
 
 
 def test_reason_names_free_memory_the_ideal_and_the_choice() -> None:
@@ -166,10 +204,10 @@ def test_context_is_shrunk_to_the_memory_budget() -> None:
     spec = CATALOG.get("smollm2:135m")
     assert spec is not None
     roomy = planned_context(spec, machine(32), CONFIG, prompt_tokens=7000)
-    tight = planned_context(spec, machine(1, 0.55), CONFIG, prompt_tokens=7000)
+    tight = planned_context(spec, machine(1, 0.45), CONFIG, prompt_tokens=7000)
     assert roomy == 8192
     assert 512 <= tight < roomy
-    assert spec.estimate(tight).total_mb <= memory_budget_mb(machine(1, 0.55), 0.8)
+    assert spec.estimate(tight).total_mb <= memory_budget_mb(machine(1, 0.45), 0.8)
 
 
 def test_batch_optimization_off_uses_the_default_batch() -> None:

@@ -10,7 +10,7 @@ on the question and answer live in the `main_cache` and `main_query` mixins.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from nemo_tui.config_writer import get_setting
 from nemo_tui.core.memory import MemoryProfile, MemorySampler, PressureLevel, PressureWatcher
+from nemo_tui.core.terminal_text import strip_terminal_controls
 from nemo_tui.core.troubleshooting import Action, diagnose
 from nemo_tui.errors import ConfigError
 from nemo_tui.ui.collector import Pause, resume_collection
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from nemo_tui.backends.base import BackendHealth
     from nemo_tui.engine import Engine
     from nemo_tui.events import EngineEvent
+    from nemo_tui.ui.app import NemoApp
 
 FIX_SETTINGS: dict[Action, str] = {
     Action.ENABLE_TRUNCATION: "optimization.context_truncation",
@@ -77,8 +79,8 @@ class MainScreen(CacheActions, QueryActions):
     Args:
         engine: The engine to show and drive, or None while the app is still building it.
         settings: The config in force, and where changes go.
-        sampler: Where the gauges read memory until the engine exists (they take the engine's
-            sampler when there is none).
+        sampler: Where the gauges read memory until the engine exists; from then on they read
+            the engine's samples.
     """
 
     BINDINGS = MAIN_BINDINGS
@@ -163,7 +165,12 @@ class MainScreen(CacheActions, QueryActions):
         """Every worker of this screen fails loudly: the app keeps running and says what broke."""
         if event.state is WorkerState.ERROR:
             worker = event.worker
-            self.notify(failure_text(worker), title=failure_title(worker), severity="error")
+            self.notify(
+                strip_terminal_controls(failure_text(worker)),
+                title=failure_title(worker),
+                severity="error",
+                markup=False,
+            )
 
     @work(
         thread=True,
@@ -174,10 +181,12 @@ class MainScreen(CacheActions, QueryActions):
     )
     def sample_memory(self) -> None:
         """Take one memory sample off the event loop and post it."""
-        if self._sampler is not None:
-            self.post_message(MemorySampled(self._sampler.sample()))
-        elif self._engine is not None:
+        # The engine's samples count the models it loads on a simulated machine; the sampler
+        # alone only serves until the engine exists.
+        if self._engine is not None:
             self.post_message(MemorySampled(self._engine.sample()))
+        elif self._sampler is not None:
+            self.post_message(MemorySampled(self._sampler.sample()))
 
     @work(
         exclusive=True,
@@ -273,11 +282,19 @@ class MainScreen(CacheActions, QueryActions):
             # Evictions of cache actions and pressure relief are reported with their outcome.
             freed = f", freed {format_mb(event.freed_mb)}" if event.freed_mb is not None else ""
             self.notify(
-                f"Unloaded {event.model} from {event.backend}: {event.reason}{freed}.",
+                strip_terminal_controls(
+                    f"Unloaded {event.model} from {event.backend}: {event.reason}{freed}."
+                ),
                 title="Cache",
+                markup=False,
             )
         if isinstance(event, PressureChanged) and event.action:
-            self.notify(event.action, title="Memory pressure", severity="warning")
+            self.notify(
+                strip_terminal_controls(event.action),
+                title="Memory pressure",
+                severity="warning",
+                markup=False,
+            )
         if isinstance(event, BackendsChanged):
             self._show_healths(list(event.healths))
             self._show_model_choices()
@@ -298,13 +315,9 @@ class MainScreen(CacheActions, QueryActions):
 
     @on(SettingsPanel.DefaultsRequested)
     def _defaults_requested(self) -> None:
-        try:
-            config = self._settings.revert(SETTING_KEYS)
-        except ConfigError as exc:
-            self.notify(exc.one_line(), title="Settings not saved", severity="error")
-            config = self._settings.config
-        else:
-            self.notify(f"Settings reverted to the defaults and saved to {self._settings.path}.")
+        config = self._settings.revert(SETTING_KEYS)
+        path = self._settings.path
+        self._save_settings(f"Settings reverted to the defaults and saved to {path}.")
         self.query_one(SettingsPanel).show(config)
         self._after_settings()
 
@@ -336,7 +349,10 @@ class MainScreen(CacheActions, QueryActions):
             self.notify("No recommendation yet.", severity="warning")
             return
         self.query_one(QueryPane).choose_model(self._recommendation.model)
-        self.notify(f"{self._recommendation.model} selected for the next query.")
+        self.notify(
+            strip_terminal_controls(f"{self._recommendation.model} selected for the next query."),
+            markup=False,
+        )
 
     def action_refresh(self) -> None:
         """Sample memory and ask the backends now."""
@@ -384,8 +400,13 @@ class MainScreen(CacheActions, QueryActions):
         try:
             self._settings.change(updates)
         except ConfigError as exc:
-            self.notify(exc.one_line(), title="Setting not saved", severity="error")
+            self.notify(exc.one_line(), title="Setting not changed", severity="error", markup=False)
+        else:
+            self._save_settings()
         self._after_settings()
+
+    def _save_settings(self, announce: str = "") -> None:
+        cast("NemoApp", self.app).save_settings(announce)
 
     def _after_settings(self) -> None:
         """Settings steer the recommendation and the plan; show their effect at once."""
@@ -408,8 +429,9 @@ class MainScreen(CacheActions, QueryActions):
         self.query_one(RecommendationPanel).show(rec)
         if previous is not None and previous.model != rec.model:
             self.notify(
-                describe_change(previous, rec) + " (f3 selects it)",
+                strip_terminal_controls(describe_change(previous, rec) + " (f3 selects it)"),
                 title="Recommendation changed",
+                markup=False,
             )
 
     def _show_model_choices(self) -> None:

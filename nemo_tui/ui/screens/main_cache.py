@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.screen import Screen
 
+from nemo_tui.core.terminal_text import strip_terminal_controls
 from nemo_tui.ui.messages import CachedModelsChanged
 from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
 from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING, QueryPane
@@ -36,7 +37,7 @@ class CacheActions(Screen[None]):
         if model is None:
             self.notify("No model to preload yet.", severity="warning")
             return
-        self.notify(f"Preloading {model}…", title="Cache")
+        self.notify(strip_terminal_controls(f"Preloading {model}…"), title="Cache", markup=False)
         self._cache_action("preload", model)
 
     def action_unload(self) -> None:
@@ -65,8 +66,9 @@ class CacheActions(Screen[None]):
         else:
             result = await engine.clear_cache()
         self.notify(
-            result.message,
+            strip_terminal_controls(result.message),
             title="Cache",
             severity="information" if result.ok else "warning",
+            markup=False,
         )
         self.post_message(CachedModelsChanged())

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import work
 from textual.screen import Screen
 
+from nemo_tui.core.text_file import save_text
+from nemo_tui.ui.messages import AnswerSaved
 from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING, QueryPane
 
 
@@ -64,25 +67,41 @@ class QueryActions(Screen[None]):
         )
 
     def action_save_answer(self) -> None:
-        """Ask for a file name and write the answer there."""
+        """Ask for a file name (and before replacing a file), then write the answer there."""
         from nemo_tui.ui.screens.path_prompt import PathPrompt
 
         answer = self.query_one(QueryPane).answer
         if not answer:
             self.notify("There is no answer to save yet.", severity="warning")
             return
+        prompt = PathPrompt(
+            "Save the answer",
+            "The answer is saved as Markdown.",
+            value="answer.md",
+            ask_before_replacing=True,
+        )
 
         def save(path: str | None) -> None:
-            if not path:
-                return
-            try:
-                Path(path).write_text(answer, encoding="utf-8")
-            except OSError as exc:
-                self.notify(f"Cannot write {path}: {exc.strerror}", severity="error")
-                return
-            self.notify(f"Saved the answer to {path}.")
+            if path:
+                self._write_answer(Path(path), answer, replace=prompt.replace_agreed)
 
-        self.app.push_screen(
-            PathPrompt("Save the answer", "The answer is saved as Markdown.", value="answer.md"),
-            save,
-        )
+        self.app.push_screen(prompt, save)
+
+    @work(thread=True, group="save-answer", exit_on_error=False, description="Saving the answer")
+    def _write_answer(self, path: Path, answer: str, *, replace: bool) -> None:
+        # A slow disk or a network folder must not stall the dashboard; a failure reaches the
+        # screen's worker-failure notice, naming the path.
+        self.post_message(AnswerSaved(save_text(path, answer, replace=replace)))
+
+    def on_answer_saved(self, message: AnswerSaved) -> None:
+        """Say where the answer went, and whether characters had to be replaced."""
+        saved = message.saved
+        if saved.replaced_characters:
+            self.notify(
+                f"Saved the answer to {saved.path}; {saved.replaced_characters:,} character(s)"
+                " that UTF-8 cannot hold (lone surrogates) were written as \ufffd.",
+                severity="warning",
+                markup=False,
+            )
+        else:
+            self.notify(f"Saved the answer to {saved.path}.", markup=False)

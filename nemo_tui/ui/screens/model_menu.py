@@ -8,6 +8,8 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import OptionList
 
+from nemo_tui.ui.server_text import literal
+
 
 class ModelMenu(ModalScreen[str | None]):
     """Pick a model: Enter or a click takes the highlighted one, Esc keeps the current pick.
@@ -41,7 +43,7 @@ class ModelMenu(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         """The list, titled."""
-        menu = OptionList(*self._labels, id="model-menu")
+        menu = OptionList(*(literal(label) for label in self._labels), id="model-menu")
         menu.border_title = "Model for the next query"
         menu.border_subtitle = "enter picks · esc keeps"
         if self._current in self._labels[1:]:

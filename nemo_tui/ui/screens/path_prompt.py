@@ -11,6 +11,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from nemo_tui.core.text_file import TextNotSaved, would_replace
+from nemo_tui.ui.server_text import literal
+
 
 class PathPrompt(ModalScreen[str | None]):
     """Ask for a path; Enter accepts it (expanded, as text), Esc cancels (dismissing with None).
@@ -21,9 +24,14 @@ class PathPrompt(ModalScreen[str | None]):
         value: The path to start from.
         must_exist: Refuse paths that are not existing files.
         allow_empty: Accept an empty entry (dismissing with ""), e.g. to detach a file.
+        ask_before_replacing: The path is to be written: refuse what is not a regular file, and
+            accept an existing file only when Enter is pressed again on the same path.
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
+
+    replace_agreed = False
+    """Set when the accepted path is an existing file the user agreed to replace."""
 
     DEFAULT_CSS = """
     PathPrompt {
@@ -51,6 +59,7 @@ class PathPrompt(ModalScreen[str | None]):
         value: str = "",
         must_exist: bool = False,
         allow_empty: bool = False,
+        ask_before_replacing: bool = False,
     ) -> None:
         super().__init__()
         self._title = title
@@ -58,6 +67,9 @@ class PathPrompt(ModalScreen[str | None]):
         self._value = value
         self._must_exist = must_exist
         self._allow_empty = allow_empty
+        self._ask_before_replacing = ask_before_replacing
+        # The existing file the problem line asks about replacing, until the path is edited.
+        self._replace_asked: Path | None = None
 
     def compose(self) -> ComposeResult:
         """Hint, input, and a line for problems."""
@@ -78,9 +90,32 @@ class PathPrompt(ModalScreen[str | None]):
             return
         path = Path(text).expanduser()
         if self._must_exist and not path.is_file():
-            self.query_one("#path-problem", Static).update(f"No such file: {path}")
+            self.query_one("#path-problem", Static).update(literal(f"No such file: {path}"))
+            return
+        if self._ask_before_replacing and not self._may_write(path):
             return
         self.dismiss(str(path))
+
+    @on(Input.Changed, "#path-input")
+    def _path_edited(self) -> None:
+        self._replace_asked = None
+
+    def _may_write(self, path: Path) -> bool:
+        """Whether `path` may be written now; if not, the problem line says why or asks."""
+        problem = self.query_one("#path-problem", Static)
+        try:
+            exists = would_replace(path)
+        except TextNotSaved as exc:
+            problem.update(literal(exc.one_line()))
+            return False
+        if exists and path != self._replace_asked:
+            self._replace_asked = path
+            problem.update(
+                literal(f"{path} already exists: Enter again replaces it, or change the name.")
+            )
+            return False
+        self.replace_agreed = exists
+        return True
 
     def action_cancel(self) -> None:
         """Close without a path."""

@@ -7,12 +7,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
+from nemo_tui.core.terminal_text import strip_terminal_controls
 from nemo_tui.ui.widgets.key_bar import KeyBar
 from nemo_tui.ui.widgets.title_bar import TitleBar
 from nemo_tui.units import format_count, format_mb, format_pct, format_rate, format_seconds
@@ -76,13 +78,19 @@ def _moment(epoch: float, now: float) -> str:
     return f"in {format_seconds(delta)}" if delta >= 0 else f"{format_seconds(-delta)} ago"
 
 
+def _cell(text: str) -> Text:
+    """A table cell shown exactly as written: Rich reads a plain string in a cell as markup,
+    and model names, versions and server details come from the model servers."""
+    return Text(strip_terminal_controls(text))
+
+
 def stats_table(title: str, data: Mapping[str, object], *, now: float) -> Table:
     """A two-column table of a (possibly nested) mapping; nested keys are joined with dots."""
     table = Table(title=title, title_justify="left", show_header=False, expand=True)
     table.add_column("Key", style="bold", ratio=1)
     table.add_column("Value", ratio=2)
     for path, value in _flatten((), data):
-        table.add_row(".".join(path), format_stat(path, value, now=now))
+        table.add_row(_cell(".".join(path)), _cell(format_stat(path, value, now=now)))
     return table
 
 
@@ -93,7 +101,9 @@ def rows_table(title: str, rows: Sequence[Mapping[str, object]], *, now: float) 
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(format_stat((column,), row.get(column), now=now) for column in columns))
+        table.add_row(
+            *(_cell(format_stat((column,), row.get(column), now=now)) for column in columns)
+        )
     return table
 
 
@@ -107,12 +117,12 @@ def health_table(healths: Sequence[BackendHealth]) -> Table:
             format_seconds(health.latency_ms / 1000) if health.latency_ms is not None else "n/a"
         )
         table.add_row(
-            health.backend,
+            _cell(health.backend),
             "up" if health.up else "down",
-            health.version or "n/a",
+            _cell(health.version or "n/a"),
             latency,
-            health.url,
-            health.detail,
+            _cell(health.url),
+            _cell(health.detail),
         )
     return table
 

@@ -9,6 +9,7 @@ from textual.containers import VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Static
 
+from nemo_tui.core.terminal_text import TerminalTextFilter, strip_terminal_controls
 from nemo_tui.ui.collector import Pause, pause_collection, resume_collection
 
 if TYPE_CHECKING:
@@ -21,7 +22,11 @@ about 100 tokens per update and 20 updates a second, which keeps typing responsi
 
 
 class AnswerView(VerticalScroll):
-    """A scrolling Markdown answer that follows the end while it streams."""
+    """A scrolling Markdown answer that follows the end while it streams.
+
+    The answer is drawn without the terminal control sequences a model may write (they would
+    reach the terminal through the Markdown); `text` keeps it exactly as received.
+    """
 
     DEFAULT_CSS = """
     AnswerView {
@@ -42,6 +47,8 @@ class AnswerView(VerticalScroll):
         super().__init__(id=id)
         self._pending: list[str] = []
         self._text = ""
+        self._display_filter = TerminalTextFilter()
+        self._drawn_any = False
         self._stream: MarkdownStream | None = None
         self._timer: Timer | None = None
         self.border_title = "Answer"
@@ -83,6 +90,8 @@ class AnswerView(VerticalScroll):
         await self.finish()
         self._text = ""
         self._pending.clear()
+        self._display_filter = TerminalTextFilter()
+        self._drawn_any = False
         markdown = await self._markdown()
         await markdown.update("")
         self.border_title = title
@@ -121,7 +130,8 @@ class AnswerView(VerticalScroll):
             resume_collection(Pause.ANSWER)
         if final_text is not None and final_text.lstrip() != self._text:
             self._text = final_text.lstrip()
-            await (await self._markdown()).update(self._text)
+            shown = strip_terminal_controls(self._text).lstrip()
+            await (await self._markdown()).update(shown)
 
     async def _flush(self) -> None:
         self._timer = None
@@ -130,4 +140,11 @@ class AnswerView(VerticalScroll):
         chunk = "".join(self._pending)
         self._pending.clear()
         self._text += chunk
-        await self._stream.write(chunk)
+        shown = self._display_filter.feed(chunk)
+        if not self._drawn_any:
+            # `feed` drops the blank lines an answer opens with, but not those behind a control
+            # sequence at its very start.
+            shown = shown.lstrip()
+        if shown:
+            self._drawn_any = True
+            await self._stream.write(shown)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from textual.content import Content
 
+from nemo_tui.core.terminal_text import strip_terminal_controls
 from nemo_tui.ui.widgets.cursor_list import CursorList
 from nemo_tui.units import format_count, format_mb, format_pct, format_seconds
 
@@ -99,7 +100,7 @@ class CachedModelsPanel(CursorList):
 def _cells(model: CachedModel, now: float) -> tuple[str, ...]:
     vram = f"{format_mb(model.vram_mb)} ({format_pct(model.vram_share)})" if model.vram_mb else "-"
     return (
-        model.name,
+        strip_terminal_controls(model.name),
         model.backend,
         format_mb(model.size_mb),
         vram,

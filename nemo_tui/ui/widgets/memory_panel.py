@@ -121,7 +121,8 @@ class MemoryPanel(Vertical):
     Ollama, nvidia-smi and the OS often disagree: memory-mapped weights sit in the page cache,
     not in any process's RSS. The panel shows RAM and swap (from the OS, or the cgroup limit
     when one applies), each GPU (NVML), the model servers' own resident figures, and a line
-    that splits RAM into page cache, this process and the models.
+    that splits RAM into page cache, this process and the models. Each label names its source;
+    a simulated figure (`--simulate-memory`, `--simulate-gpu`) says `simulated` instead.
     """
 
     DEFAULT_CSS = """
@@ -178,10 +179,13 @@ class MemoryPanel(Vertical):
         self._level = level
         self._pressure_threshold = pressure_threshold
         self._draw(profile)
-        self.set_class(profile.simulated, "-simulated")
-        self.border_title = (
-            "Memory · SIMULATED (--simulate-memory)" if profile.simulated else "Memory"
-        )
+        self.set_class(profile.any_simulated, "-simulated")
+        if profile.simulated:
+            self.border_title = "Memory · SIMULATED (--simulate-memory)"
+        elif profile.any_simulated:
+            self.border_title = "Memory · SIMULATED GPU (--simulate-gpu)"
+        else:
+            self.border_title = "Memory"
         self.border_subtitle = f"{format_mb(profile.available_mb)} free"
 
     def show_models(self, models: Sequence[CachedModel]) -> None:
@@ -191,7 +195,7 @@ class MemoryPanel(Vertical):
             self._draw(self._profile)
 
     def _draw(self, profile: MemoryProfile) -> None:
-        source = "cgroup" if profile.cgroup_limit_mb is not None else "OS"
+        source = _ram_source(profile)
         readings = {
             "ram": GaugeReading(
                 f"RAM ({source})",
@@ -204,7 +208,7 @@ class MemoryPanel(Vertical):
         for gpu in profile.gpus:
             share = gpu.used_mb / gpu.total_mb if gpu.total_mb else 0.0
             readings[f"gpu{gpu.index}"] = GaugeReading(
-                f"GPU{gpu.index} (NVML)",
+                f"GPU{gpu.index} ({'simulated' if gpu.simulated else 'NVML'})",
                 share,
                 used_of(gpu.used_mb, gpu.total_mb),
                 share_level(share),
@@ -239,7 +243,7 @@ class MemoryPanel(Vertical):
     def _parts_line(self, profile: MemoryProfile) -> Content:
         resident = sum(model.size_mb for model in self._models)
         parts = [
-            f"page cache {format_mb(profile.page_cache_mb)} (OS)",
+            f"page cache {format_mb(profile.page_cache_mb)} ({_host_source(profile)})",
             f"nemo-tui {format_mb(profile.process_rss_mb)} (RSS)",
             f"models {format_mb(resident)} (server)",
         ]
@@ -252,12 +256,25 @@ class MemoryPanel(Vertical):
         return Content(" · ".join(parts))
 
 
+def _host_source(profile: MemoryProfile) -> str:
+    """Where host-wide figures (swap, page cache) come from."""
+    return "simulated" if profile.simulated else "OS"
+
+
+def _ram_source(profile: MemoryProfile) -> str:
+    """Where the RAM gauge's figures come from; a cgroup limit, when one applies, sets them."""
+    if profile.cgroup_limit_mb is not None:
+        return "cgroup"
+    return _host_source(profile)
+
+
 def _swap_reading(profile: MemoryProfile) -> GaugeReading:
+    label = f"Swap ({_host_source(profile)})"
     if profile.swap_total_mb <= 0:
-        return GaugeReading("Swap (OS)", 0.0, "no swap")
+        return GaugeReading(label, 0.0, "no swap")
     share = profile.swap_used_mb / profile.swap_total_mb
     return GaugeReading(
-        "Swap (OS)",
+        label,
         share,
         used_of(profile.swap_used_mb, profile.swap_total_mb),
         share_level(share),

@@ -8,6 +8,8 @@ from textual.content import Content
 from textual.message import Message
 from textual.widget import Widget
 
+from nemo_tui.ui.server_text import literal
+
 AUTO_LABEL = "auto (recommended)"
 
 
@@ -87,7 +89,7 @@ class ModelPicker(Widget, can_focus=True):
         """The picked model, and the arrow that says it opens."""
         label = self._value or AUTO_LABEL
         room = max(0, self.content_size.width - 2)
-        return Content(label).truncate(room, ellipsis=True, pad=True) + " ▼"
+        return literal(label).truncate(room, ellipsis=True, pad=True) + " ▼"
 
     def on_click(self, _event: events.Click) -> None:
         """A click opens the list."""

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
+from textual.content import Content
 from textual.timer import Timer
 from textual.widgets import Label, Static, TextArea
 
+from nemo_tui.core.terminal_text import strip_terminal_controls
 from nemo_tui.errors import NemoError
+from nemo_tui.ui.server_text import literal, template
 from nemo_tui.ui.widgets.answer_view import AnswerView
 from nemo_tui.ui.widgets.info_line import InfoLine
 from nemo_tui.ui.widgets.model_picker import ModelPicker
@@ -32,7 +34,7 @@ PLAN_DELAY_S = 0.4
 """The plan preview waits until typing pauses this long, so it is not rebuilt per key."""
 
 
-def describe_plan(plan: QueryPlan) -> str:
+def describe_plan(plan: QueryPlan) -> Content:
     """The preview line: complexity, model, and how much the prompt shrinks."""
     rec = plan.recommendation
     how = "your pick" if plan.override else "auto"
@@ -43,16 +45,16 @@ def describe_plan(plan: QueryPlan) -> str:
             f"{format_count(opt.original_tokens)} → {format_count(opt.optimized_tokens)} tokens,"
             f" {format_pct(opt.reduction_pct / 100)} smaller (ctrl+r shows the cuts)"
         )
-    line = f"{plan.complexity.level.value} complexity · {escape(rec.model)} ({how}) · {size}"
+    line = literal(f"{plan.complexity.level.value} complexity · {rec.model} ({how}) · {size}")
     if plan.warning:
-        line += f"\n[$warning]⚠ {escape(plan.warning)}[/]"
+        line += template("\n[$warning]⚠ $warning_text[/]", warning_text=plan.warning)
     return line
 
 
-def describe_done(done: Done) -> str:
+def describe_done(done: Done) -> Content:
     """The stats line after an answer."""
     parts = [
-        f"{escape(done.model)} ({done.backend})",
+        f"{done.model} ({done.backend})",
         f"{format_count(done.tokens_in)} in / {format_count(done.tokens_out)} out",
         format_rate(done.tokens_per_s),
     ]
@@ -64,15 +66,15 @@ def describe_done(done: Done) -> str:
     if done.reduction_pct > 0:
         parts.append(f"prompt {format_pct(done.reduction_pct / 100)} smaller")
     if done.fallbacks:
-        parts.append(f"fallback from {escape(', '.join(done.fallbacks))}")
-    return " · ".join(parts)
+        parts.append(f"fallback from {', '.join(done.fallbacks)}")
+    return literal(" · ".join(parts))
 
 
-def describe_error(error: NemoError) -> str:
+def describe_error(error: NemoError) -> Content:
     """An engine error as the pane shows it: what went wrong, then how to fix it."""
-    text = f"[b]✗ {escape(error.title)}[/b]: {escape(error.message)}"
+    text = template("[b]✗ $title[/b]: $message", title=error.title, message=error.message)
     if error.fix:
-        text += f"\n[b]Fix[/b]: {escape(error.fix)}"
+        text += template("\n[b]Fix[/b]: $fix", fix=error.fix)
     return text
 
 
@@ -193,7 +195,7 @@ class QueryPane(Vertical):
         """Attach a data file to the next query (None detaches)."""
         self._data_file = path
         label = f"data: {path.name}" if path else "no data file (ctrl+t)"
-        self.query_one("#data-file", Label).update(escape(label))
+        self.query_one("#data-file", Label).update(literal(label))
         self._schedule_plan()
 
     def current_query(self) -> Query | None:
@@ -244,7 +246,7 @@ class QueryPane(Vertical):
             if not self._answering:
                 self._answering = True
                 self.query_one("#query-activity", InfoLine).update(
-                    f"{escape(self._model)} is answering… (esc cancels)"
+                    literal(f"{self._model} is answering… (esc cancels)")
                 )
             self.query_one(AnswerView).feed(text)
 
@@ -271,10 +273,15 @@ class QueryPane(Vertical):
                 activity.update(f"Waiting behind {format_count(position)} other queries…")
             case Recommended():
                 self._model = event.recommendation.model
-                note = "your pick" if event.override else escape(event.recommendation.reason)
-                activity.update(f"Using {escape(event.recommendation.model)}: {note}")
+                note = "your pick" if event.override else event.recommendation.reason
+                activity.update(literal(f"Using {event.recommendation.model}: {note}"))
                 if event.warning:
-                    self.notify(event.warning, title="Model may not fit", severity="warning")
+                    self.notify(
+                        strip_terminal_controls(event.warning),
+                        title="Model may not fit",
+                        severity="warning",
+                        markup=False,
+                    )
             case PromptOptimized():
                 opt = event.result
                 if opt.truncated:
@@ -284,19 +291,20 @@ class QueryPane(Vertical):
                         f" → {format_count(opt.optimized_tokens)}"
                     )
             case Loading():
-                activity.update(f"Loading {escape(event.model)} on {event.backend} (cold start)…")
+                activity.update(literal(f"Loading {event.model} on {event.backend} (cold start)…"))
             case Evicting():
-                activity.update(f"Unloading {escape(event.model)}: {escape(event.reason)}")
+                activity.update(literal(f"Unloading {event.model}: {event.reason}"))
             case Fallback():
                 self._model = event.to_model
                 self._answering = False
                 activity.update(
-                    f"{escape(event.from_model)} failed ({escape(event.why)});"
-                    f" trying {escape(event.to_model)}"
+                    literal(f"{event.from_model} failed ({event.why}); trying {event.to_model}")
                 )
             case Notice():
                 activity.update(
-                    ("[$warning]⚠ [/]" if event.warning else "") + escape(event.message)
+                    template("[$warning]⚠ [/]$message", message=event.message)
+                    if event.warning
+                    else literal(event.message)
                 )
             case Done():
                 await self._end(event.text)
@@ -319,8 +327,10 @@ class QueryPane(Vertical):
         return self._error
 
     async def _end(self, final_text: str | None) -> None:
-        self._handle = None
+        # `running` stays true until the answer is drawn in full and its stream closed (which
+        # awaits the Markdown), so nothing waiting for the end of the query sees it early.
         await self.query_one(AnswerView).finish(final_text)
+        self._handle = None
 
     def _clear_error(self) -> None:
         self._error = ""
@@ -350,6 +360,6 @@ class QueryPane(Vertical):
             self._plan = self._engine.plan_query(query)
         except NemoError as exc:
             self._plan = None
-            line.update(f"[$error]{escape(exc.one_line())}[/]")
+            line.update(template("[$error]$problem[/]", problem=exc.one_line()))
             return
         line.update(describe_plan(self._plan))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from textual.markup import escape
+from textual.content import Content
 from textual.widgets import Static
 
+from nemo_tui.ui.server_text import template
 from nemo_tui.units import format_count, format_mb
 
 if TYPE_CHECKING:
@@ -44,15 +45,21 @@ class RecommendationPanel(Static):
         fits = "[$success]fits[/]" if rec.fits else "[$error]does not fit[/]"
         size = f", needs {format_mb(rec.estimate.total_mb)}" if rec.estimate else ""
         lines = [
-            f"[bold]{escape(rec.model)}[/] ({where}, {escape(rec.backend)}) · {fits}{size}",
-            f"[dim]Why[/] {escape(rec.reason)}",
-            f"[dim]Context[/] {format_count(rec.num_ctx)} tokens",
+            template(
+                f"[bold]$model[/] ({where}, $backend) · {fits}{size}",
+                model=rec.model,
+                backend=rec.backend,
+            ),
+            template("[dim]Why[/] $reason", reason=rec.reason),
+            template(f"[dim]Context[/] {format_count(rec.num_ctx)} tokens"),
         ]
         if rec.fallbacks:
-            lines.append(f"[dim]Then[/] {escape(' → '.join(rec.fallbacks))}")
+            lines.append(template("[dim]Then[/] $models", models=" → ".join(rec.fallbacks)))
         if rec.evict:
-            lines.append(f"[dim]Makes room by unloading[/] {escape(', '.join(rec.evict))}")
+            lines.append(
+                template("[dim]Makes room by unloading[/] $models", models=", ".join(rec.evict))
+            )
         if rec.install_hint:
-            lines.append(f"[dim]Tip[/] {escape(rec.install_hint)}")
+            lines.append(template("[dim]Tip[/] $hint", hint=rec.install_hint))
         self.set_class(not rec.fits, "-no-fit")
-        self.update("\n".join(lines))
+        self.update(Content("\n").join(lines))
