@@ -45,6 +45,7 @@ __all__ = [
     "estimate_memory",
     "max_context_for_budget",
     "resolve_model_argument",
+    "uses_flash_attention",
 ]
 
 RANGE_BASE_CTX = 2048
@@ -53,6 +54,15 @@ RANGE_TOP_CTX = 8192
 """Context at which it needs `max_memory_mb`, unless its entry gives `context_length`."""
 DERIVED_CONTEXT = 4096
 """Trained window assumed for a `parameters_b` entry without `context_length`."""
+FLASH_ATTENTION_BACKENDS = frozenset({"embedded"})
+"""Backends known to compute attention with flash attention in RAM: the embedded backend's
+llama.cpp turns it on by itself on a CPU (`flash_attn = auto`) and always for a quantized KV
+cache. Other servers are not asked, so their estimate assumes it off (the larger figure)."""
+
+
+def uses_flash_attention(backend: str) -> bool:
+    """Whether the estimate for a model on `backend` counts flash attention's compute memory."""
+    return backend in FLASH_ATTENTION_BACKENDS
 
 
 class Tier(StrEnum):
@@ -116,6 +126,12 @@ class ModelSpec:
         return self.tier is not Tier.CLOUD
 
     @property
+    def flash_attention(self) -> bool:
+        """Whether its backend computes attention with flash attention (see
+        `uses_flash_attention`)."""
+        return uses_flash_attention(self.backend)
+
+    @property
     def trained_context(self) -> int | None:
         """The largest context worth asking for, when known."""
         if self.architecture is not None:
@@ -135,11 +151,13 @@ class ModelSpec:
         kv_type: KvCacheType = "f16",
         num_batch: int = 512,
         gpu: bool = False,
+        flash_attention: bool | None = None,
     ) -> MemoryEstimate:
         """Memory to run it at `num_ctx` (default: `default_ctx`), clamped to the trained window.
 
         Backends clamp the context the same way (Ollama since v0.9.3). A cloud model costs
         nothing locally, so every figure is 0; a range-only model ignores `kv_type`.
+        `flash_attention` None means what its backend does (`self.flash_attention`).
         """
         ctx = num_ctx if num_ctx is not None else self.default_ctx
         if self.trained_context is not None:
@@ -148,7 +166,12 @@ class ModelSpec:
             return MemoryEstimate(0.0, 0.0, 0.0, 0.0, 0.0, ctx, min(ctx, num_batch), kv_type)
         if self.architecture is not None:
             return estimate_memory(
-                self.architecture, ctx, kv_type=kv_type, num_batch=num_batch, gpu=gpu
+                self.architecture,
+                ctx,
+                kv_type=kv_type,
+                num_batch=num_batch,
+                gpu=gpu,
+                flash_attention=self._flash(flash_attention),
             )
         low, high = self._checked_range()
         growth = (high - low) * max(0, ctx - RANGE_BASE_CTX) / self._range_span
@@ -163,6 +186,7 @@ class ModelSpec:
         kv_type: KvCacheType = "f16",
         num_batch: int = 512,
         gpu: bool = False,
+        flash_attention: bool | None = None,
     ) -> int:
         """The largest context that fits `budget_mb`: a multiple of 256, at least 512, or 0.
 
@@ -172,7 +196,12 @@ class ModelSpec:
             return self.default_ctx
         if self.architecture is not None:
             return max_context_for_budget(
-                self.architecture, budget_mb, kv_type=kv_type, num_batch=num_batch, gpu=gpu
+                self.architecture,
+                budget_mb,
+                kv_type=kv_type,
+                num_batch=num_batch,
+                gpu=gpu,
+                flash_attention=self._flash(flash_attention),
             )
         low, high = self._checked_range()
         top = self.context_length or RANGE_TOP_CTX
@@ -189,6 +218,9 @@ class ModelSpec:
         A window set in the config still caps the reported one.
         """
         return replace(self, architecture=arch)
+
+    def _flash(self, flash_attention: bool | None) -> bool:
+        return self.flash_attention if flash_attention is None else flash_attention
 
     def _checked_range(self) -> tuple[float, float]:
         bounds = self._range
@@ -279,10 +311,11 @@ def builtin_models(cloud_model: str = "gemini-3.5-flash") -> list[ModelSpec]:
                 parameters=params, bits_per_weight=BITS_PER_WEIGHT[quant], layers=layers,
                 embedding_length=emb, head_count=heads, head_count_kv=kv, context_length=ctx,
                 vocab_size=vocab, weights_bytes=weights, quantization=quant,
+                feed_forward_length=ffn,
             ),
             low, high, default_ctx=min(ctx, 2048 if tier is Tier.LOW else 4096),
         )
-        for (name, tier, backend, description, params, layers, emb, heads, kv, ctx, vocab,
+        for (name, tier, backend, description, params, layers, emb, heads, kv, ffn, ctx, vocab,
              quant, weights, low, high) in _BUILTIN_LOCAL
     ]  # fmt: skip
     cloud = ModelSpec(
@@ -292,20 +325,20 @@ def builtin_models(cloud_model: str = "gemini-3.5-flash") -> list[ModelSpec]:
 
 
 _BUILTIN_LOCAL: tuple[
-    tuple[str, Tier, str, str, int, int, int, int, int, int, int, str, int | None,
+    tuple[str, Tier, str, str, int, int, int, int, int, int, int, int, str, int | None,
           float | None, float | None], ...
 ] = (
     # name, tier, backend, description,
-    #   parameters, layers, embedding, heads, KV heads, trained ctx, vocab, quant, weight bytes,
-    #   memory band (MB)
+    #   parameters, layers, embedding, heads, KV heads, feed-forward, trained ctx, vocab, quant,
+    #   weight bytes, memory band (MB)
     ("smollm2:135m", Tier.LOW, "embedded", "SmolLM2-135M-Instruct in-process; needs no server",
-     134_515_008, 30, 576, 9, 3, 8192, 49152, "Q4_1", 96_576_768, None, None),
+     134_515_008, 30, 576, 9, 3, 1536, 8192, 49152, "Q4_1", 96_576_768, None, None),
     ("tinyllama", Tier.LOW, "ollama", "Fast, lightweight for basic analysis",
-     1_100_048_384, 22, 2048, 32, 4, 2048, 32000, "Q4_0", None, 1024, 2048),
+     1_100_048_384, 22, 2048, 32, 4, 5632, 2048, 32000, "Q4_0", None, 1024, 2048),
     ("phi3:mini", Tier.MEDIUM, "ollama", "Balanced performance for medium complexity",
-     3_821_079_552, 32, 3072, 32, 32, 4096, 32064, "Q4_0", None, 2048, 4096),
+     3_821_079_552, 32, 3072, 32, 32, 8192, 4096, 32064, "Q4_0", None, 2048, 4096),
     ("biomistral:7b", Tier.HIGH, "ollama", "Medical-focused for complex analysis",
-     7_241_732_096, 32, 4096, 32, 8, 2048, 32000, "Q4_0", None, 4096, 8192),
+     7_241_732_096, 32, 4096, 32, 8, 14336, 2048, 32000, "Q4_0", None, 4096, 8192),
 )  # fmt: skip
 
 
@@ -348,7 +381,7 @@ def _spec_from_entry(entry: ModelEntry, index: int) -> ModelSpec:
 def _read_gguf(path: Path) -> ModelArchitecture:
     try:
         stat = path.stat()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL character in the path
         return architecture_from_gguf(path)  # raises the explained error
     return _read_gguf_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
@@ -360,19 +393,19 @@ def _read_gguf_cached(path: str, size: int, mtime_ns: int) -> ModelArchitecture:
 
 
 _REFERENCE_SHAPES = (
-    # parameters (B), layers, embedding, heads, KV heads, vocab
-    (0.135, 30, 576, 9, 3, 49152),  # SmolLM2-135M
-    (0.49, 24, 896, 14, 2, 151936),  # Qwen2.5-0.5B
-    (1.1, 22, 2048, 32, 4, 32000),  # TinyLlama-1.1B
-    (1.5, 28, 1536, 12, 2, 151936),  # Qwen2.5-1.5B
-    (3.2, 28, 3072, 24, 8, 128256),  # Llama-3.2-3B
-    (3.8, 32, 3072, 32, 32, 32064),  # Phi-3-mini
-    (7.2, 32, 4096, 32, 8, 32000),  # Mistral-7B
-    (8.0, 32, 4096, 32, 8, 128256),  # Llama-3.1-8B
-    (13.0, 40, 5120, 40, 40, 32000),  # Llama-2-13B
-    (14.8, 48, 5120, 40, 8, 152064),  # Qwen2.5-14B
-    (32.8, 64, 5120, 40, 8, 152064),  # Qwen2.5-32B
-    (70.6, 80, 8192, 64, 8, 128256),  # Llama-3.1-70B
+    # parameters (B), layers, embedding, heads, KV heads, feed-forward, vocab
+    (0.135, 30, 576, 9, 3, 1536, 49152),  # SmolLM2-135M
+    (0.49, 24, 896, 14, 2, 4864, 151936),  # Qwen2.5-0.5B
+    (1.1, 22, 2048, 32, 4, 5632, 32000),  # TinyLlama-1.1B
+    (1.5, 28, 1536, 12, 2, 8960, 151936),  # Qwen2.5-1.5B
+    (3.2, 28, 3072, 24, 8, 8192, 128256),  # Llama-3.2-3B
+    (3.8, 32, 3072, 32, 32, 8192, 32064),  # Phi-3-mini
+    (7.2, 32, 4096, 32, 8, 14336, 32000),  # Mistral-7B
+    (8.0, 32, 4096, 32, 8, 14336, 128256),  # Llama-3.1-8B
+    (13.0, 40, 5120, 40, 40, 13824, 32000),  # Llama-2-13B
+    (14.8, 48, 5120, 40, 8, 13824, 152064),  # Qwen2.5-14B
+    (32.8, 64, 5120, 40, 8, 27648, 152064),  # Qwen2.5-32B
+    (70.6, 80, 8192, 64, 8, 28672, 128256),  # Llama-3.1-70B
 )
 
 
@@ -394,20 +427,23 @@ def _derived_architecture(entry: ModelEntry, params_b: float, index: int) -> Mod
             fix="use one of " + ", ".join(BITS_PER_WEIGHT),
             title="Invalid configuration",
         )
-    _, layers, emb, heads, kv_heads, vocab = min(
+    _, layers, emb, heads, kv_heads, ffn, vocab = min(
         _REFERENCE_SHAPES, key=lambda row: abs(math.log(row[0] / params_b))
     )
     head_count = entry.head_count or heads
+    embedding = entry.embedding_length or emb
     return ModelArchitecture(
         parameters=params_b * 1e9,
         bits_per_weight=BITS_PER_WEIGHT[quant],
         layers=entry.layers or layers,
-        embedding_length=entry.embedding_length or emb,
+        embedding_length=embedding,
         head_count=head_count,
         head_count_kv=entry.head_count_kv or (head_count if entry.head_count else kv_heads),
         context_length=entry.context_length or DERIVED_CONTEXT,
         vocab_size=vocab,
         quantization=quant,
+        # The known model's feed-forward-to-embedding ratio, at the entry's embedding length.
+        feed_forward_length=ffn * embedding // emb,
     )
 
 
@@ -424,7 +460,11 @@ def spec_from_architecture(
     The tier is the memory band (low up to 2 GB, medium up to 4 GB, high above) that holds its
     estimate at 2048 tokens.
     """
-    total = estimate_memory(arch, min(2048, arch.context_length or 2048)).total_mb
+    total = estimate_memory(
+        arch,
+        min(2048, arch.context_length or 2048),
+        flash_attention=uses_flash_attention(backend),
+    ).total_mb
     tier = Tier.LOW if total <= 2048 else Tier.MEDIUM if total <= 4096 else Tier.HIGH
     default_ctx = min(2048 if tier is Tier.LOW else 4096, arch.context_length or 4096)
     return ModelSpec(

@@ -5,16 +5,15 @@ This module owns the memory arithmetic: `ModelArchitecture` (the figures it need
 length adjustment" and "batch size optimization". `nemo_tui.core.metadata` fills a
 `ModelArchitecture` from a GGUF header or from Ollama's `/api/show` reply.
 
-The formulas follow Ollama's classic estimator (`llm/memory.go` and `GraphSize` in
-`fs/ggml/ggml.go`): weights + KV cache + compute graph + a fixed overhead. On a GPU every
-allocated byte counts, so the GPU figure is that estimator's as it stands. In system RAM the
-kernel backs a page only once it is written, so the CPU figure counts the compute memory a
-prompt that fills the context really writes: the graph without the logits rows nobody asks for,
-plus the CPU backend's work buffer. It is the peak while answering such a prompt, which is what
-decides whether a model fits, when attention is computed without flash attention; llama.cpp now
-uses flash attention on CPUs, which needs far less (see `estimate_memory`). Sliding-window
-layers and recurrent state are not modelled either; both make the true figure smaller, so the
-estimate errs on the side of not running out of memory.
+The total is weights + KV cache + compute + a fixed overhead, as in Ollama's classic estimator
+(`llm/memory.go` and `GraphSize` in `fs/ggml/ggml.go`). On a GPU every allocated byte counts, so
+the GPU figure is that estimator's as it stands. In system RAM the figure follows what llama.cpp
+allocates on a CPU (its logged buffers, xllamacpp 2026.10.11549): the compute term is the
+attention mask, the attention scores when flash attention is off, one layer's activations at
+the batch size, the CPU backend's work buffer and the row of logits (see `estimate_memory`).
+With flash attention, which the embedded backend always runs with, the compute memory hardly
+grows with the context. Sliding-window layers and recurrent state are not modelled; both make
+the true figure smaller, so the estimate errs on the side of not running out of memory.
 """
 
 from __future__ import annotations
@@ -74,11 +73,14 @@ answering a prompt that fills the context is 53.1-57.2 MB (median 55.8 MB) above
 llama.cpp reports allocating (model, KV cache, compute, output). This constant is that median
 less the tokenizer term below (18.75 MB for SmolLM2's 49,152 tokens): 37 MB. Of it, 22.5 MB is a
 fresh interpreter that has imported the worker module and xllamacpp; the rest comes with loading
-and serving (llama-server's threads and slot state, the request being answered). It was 28 MB
-when llama.cpp ran inside nemo-tui's own process through llama-cpp-python 0.3.36 (20.4 MB for
-its import). An Ollama runner is a separate process of the same order. The CUDA figure below is
-not used for CPU loads: it is a per-GPU driver reservation and would triple the estimate of a
-135M model.
+and serving (llama-server's threads and slot state, the request being answered, and ggml-cpu's
+work buffer, under 1 MB for SmolLM2, which the compute term now also counts: a margin on the safe
+side). Checked out of sample on random-weight llama, qwen2 and gemma models of other shapes
+(bench/bench_estimator.py): the worker's peak is 52-57 MB above llama.cpp's buffers there too,
+with flash attention. It was 28 MB when llama.cpp ran inside nemo-tui's own process through
+llama-cpp-python 0.3.36 (20.4 MB for its import). An Ollama runner is a separate process of the
+same order. The CUDA figure below is not used for CPU loads: it is a per-GPU driver reservation
+and would triple the estimate of a 135M model.
 """
 
 TOKENIZER_BYTES_PER_TOKEN = 400
@@ -112,6 +114,15 @@ xllamacpp; it was flat, 0.97-1.05x, with llama-cpp-python 0.3.36).
 ATTENTION_SCORE_BYTES = 2
 """Bytes per attention score in the CPU backend's work buffer: ggml-cpu multiplies the f32
 scores by the f16 V cache after converting them to f16."""
+ACTIVATION_BYTES = 4
+"""Bytes per activation value: llama.cpp's graph computes in f32."""
+WORK_BYTES_PER_VALUE = 2
+"""Bytes per value of a matrix product's input in ggml-cpu's work buffer, where it is converted
+to the weights' dot-product type: f16 for F16 weights, about 1.1 for the 8-bit block types the
+quantized weights use; F32 weights need no copy."""
+FFN_FALLBACK_RATIO = 4
+"""Feed-forward width assumed, as a multiple of the embedding length, for a model whose metadata
+does not give it (the classic transformer's 4x; gated models run 2.7x to 8x)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,8 @@ class ModelArchitecture:
         quantization: Quantization name such as `Q4_0`, for display.
         kv_layers: Layers that hold a KV cache; None means all of them. Hybrid models mark
             recurrent layers with 0 KV heads, and those cache nothing per token.
+        feed_forward_length: Width of the feed-forward layer (the largest, when it varies by
+            layer); None means `FFN_FALLBACK_RATIO` x `embedding_length`.
     """
 
     parameters: float
@@ -147,11 +160,17 @@ class ModelArchitecture:
     weights_bytes: float | None = None
     quantization: str | None = None
     kv_layers: int | None = None
+    feed_forward_length: int | None = None
 
     @property
     def effective_head_dim(self) -> int:
         """The head size used for the KV cache."""
         return self.head_dim or self.embedding_length // self.head_count
+
+    @property
+    def effective_feed_forward_length(self) -> int:
+        """The feed-forward width used for the compute memory."""
+        return self.feed_forward_length or FFN_FALLBACK_RATIO * self.embedding_length
 
     @property
     def weights_mb(self) -> float:
@@ -205,31 +224,50 @@ def estimate_memory(
     kv_type: KvCacheType = "f16",
     num_batch: int = 512,
     gpu: bool = False,
+    flash_attention: bool = False,
 ) -> MemoryEstimate:
     """Estimate the memory of one loaded model with one slot.
 
     KV cache = 2 (K and V) x KV layers x num_ctx x KV heads x head dim x bytes per element.
-    With b = min(num_ctx, num_batch) tokens per compute pass, e = embedding length, h = query
-    heads, V = vocabulary and c = num_ctx:
+
+    With c = num_ctx, b = min(num_ctx, num_batch) tokens per compute pass, e = embedding length,
+    h = query heads, q = h x head dim (the query width), k = KV heads x head dim (the K or V
+    width), f = feed-forward width and V = vocabulary:
 
     - on a GPU, compute = `graph_full` of the classic estimator (reference §2.3),
       max(4b(1 + 4e + c(1 + h)), 4b(e + V)): the buffer llama.cpp allocates, which assumes all
-      b rows of logits;
-    - in RAM, compute = max(4b(1 + 4e + c(1 + h)), 4(be + V)) + 2cbh. The first term is the
-      attention pass: b hidden states, the c x b mask and the c x b x h f32 scores (grouped-query
-      attention still scores every query head). The second is the output pass with the one row
-      of logits a completion reads; the other rows are reserved but never written. The last is
-      ggml-cpu's work buffer, an f16 copy of the scores for the product with the V cache.
+      b rows of logits; `flash_attention` is not modelled there;
+    - in RAM, compute = mask + max(scores + 4b(2q + 2k + 5e), 4b(3f + 5e + 2k)) + work + 4V,
+      the parts llama.cpp allocates on a CPU:
+
+      - mask: the c x b attention mask, f16 with flash attention (2cb), f32 without (4cb);
+      - scores: without flash attention, the c x b x h f32 attention scores (4cbh; the softmax
+        runs in place). Flash attention never holds them: this is why its compute memory hardly
+        grows with the context;
+      - the largest set of f32 activations one layer holds at once, for b tokens, at whichever
+        stage is larger: attention (the query and its rotated copy, K and V, and up to five
+        e-wide rows: the residual stream, its norm, the attention output, its projection, and
+        the scaled input some architectures add) or the feed-forward (gate, up and their product,
+        3f, with the e- and k-wide rows still placed below them). Over 109 loads of 16 shapes
+        (llama, qwen2 and gemma; random weights, bench/random_gguf.py) llama.cpp's logged
+        compute buffer is never above mask + scores + this term (but for a few token-sized
+        inputs, 20 kB), and equals it where the feed-forward stage is the larger without flash
+        attention; with flash attention that stage holds the 2k rows less, and llama's attention
+        stage one e-row less. For real shapes (f >= 2.6e) the term is 0-15 % above llama.cpp's
+        buffer, most with Phi-3-mini's (no grouped-query attention, so k = e); up to 41 % for
+        made-up shapes whose feed-forward is no wider than 2e;
+      - work: ggml-cpu's work buffer, outside that compute buffer: a matrix product's input
+        converted to the weights' dot-product type, at most 2 bytes per value of the widest one,
+        the b x f feed-forward product (2bf); without flash attention, the larger f16 copy of the
+        scores for their product with the V cache (2cbh);
+      - 4V: the one row of logits a completion reads (llama.cpp's output buffer).
 
     Overhead = runtime + tokenizer, plus the per-GPU minimum when `gpu` is set.
 
-    Measured on SmolLM2-135M in the embedded backend (bench/bench_estimator.py), the RAM figure
-    is 3-4 % above the worker's peak resident memory answering a prompt that fills a 512-token
-    context (f16 or q8_0 KV cache), but 22-24 % above at 2048 tokens and 60-80 % above at 8192:
-    llama.cpp computes attention with flash attention on the CPU, which never holds the
-    c x b x h scores, so its compute buffer stays at 15-23 MB where the RAM compute term counts
-    19-237 MB. That errs on the safe side (a smaller context than would fit), and is not
-    modelled yet: the estimate does not know whether the server uses flash attention.
+    Measured in the embedded backend (bench/bench_estimator.py), the RAM figure is 0.2-6.4 %
+    above the worker's peak resident memory while it answers a prompt that fills the context, in
+    all 23 cases: SmolLM2-135M and random-weight llama, qwen2 and gemma models of other shapes,
+    512-16384 tokens, f16, q8_0 and q4_0 caches, batches 128-512, flash attention on and off.
 
     Args:
         arch: The model's figures.
@@ -237,28 +275,26 @@ def estimate_memory(
         kv_type: Element type of the KV cache.
         num_batch: Prompt-processing batch size.
         gpu: Whether the model is loaded on a GPU.
+        flash_attention: Whether the server computes attention with flash attention (in RAM;
+            the embedded backend always does). False, the larger figure, when unknown.
     """
     kv_layers = arch.layers if arch.kv_layers is None else arch.kv_layers
+    head_dim = arch.effective_head_dim
     kv_bytes = (
-        2
-        * kv_layers
-        * num_ctx
-        * arch.head_count_kv
-        * arch.effective_head_dim
-        * KV_BYTES_PER_ELEMENT[kv_type]
+        2 * kv_layers * num_ctx * arch.head_count_kv * head_dim * KV_BYTES_PER_ELEMENT[kv_type]
     )
     batch = min(num_ctx, num_batch)
     emb = arch.embedding_length
     heads = arch.head_count
     vocab = arch.vocab_size or DEFAULT_VOCAB
-    attention_bytes = 4 * batch * (1 + 4 * emb + num_ctx * (1 + heads))
     overhead = CPU_RUNTIME_MB + bytes_to_mb(vocab * TOKENIZER_BYTES_PER_TOKEN)
+    graph_bytes: float
     if gpu:
+        attention_bytes = 4 * batch * (1 + 4 * emb + num_ctx * (1 + heads))
         graph_bytes = max(attention_bytes, 4 * batch * (emb + vocab))
         overhead += GPU_MINIMUM_MB
     else:
-        score_copy_bytes = num_ctx * batch * heads * ATTENTION_SCORE_BYTES
-        graph_bytes = max(attention_bytes, 4 * (batch * emb + vocab)) + score_copy_bytes
+        graph_bytes = _cpu_compute_bytes(arch, num_ctx, batch, vocab, flash_attention)
     weights = arch.weights_mb
     kv = bytes_to_mb(kv_bytes)
     compute = bytes_to_mb(graph_bytes)
@@ -274,6 +310,30 @@ def estimate_memory(
     )
 
 
+def _cpu_compute_bytes(
+    arch: ModelArchitecture, num_ctx: int, batch: int, vocab: int, flash_attention: bool
+) -> float:
+    """The RAM compute term of `estimate_memory` (its docstring gives the formula)."""
+    emb = arch.embedding_length
+    query = arch.head_count * arch.effective_head_dim
+    kv_width = arch.head_count_kv * arch.effective_head_dim
+    ffn = arch.effective_feed_forward_length
+    cells = num_ctx * batch
+    if flash_attention:
+        mask, scores, score_copy = cells * 2, 0, 0
+    else:
+        mask = cells * 4
+        scores = cells * arch.head_count * ACTIVATION_BYTES
+        score_copy = cells * arch.head_count * ATTENTION_SCORE_BYTES
+    attention_rows = 2 * query + 2 * kv_width + 5 * emb
+    ffn_rows = 3 * ffn + 5 * emb + 2 * kv_width
+    graph = mask + max(
+        scores + ACTIVATION_BYTES * batch * attention_rows, ACTIVATION_BYTES * batch * ffn_rows
+    )
+    work = max(score_copy, WORK_BYTES_PER_VALUE * batch * ffn)
+    return graph + work + ACTIVATION_BYTES * vocab
+
+
 def max_context_for_budget(
     arch: ModelArchitecture,
     budget_mb: float,
@@ -281,6 +341,7 @@ def max_context_for_budget(
     kv_type: KvCacheType = "f16",
     num_batch: int = 512,
     gpu: bool = False,
+    flash_attention: bool = False,
 ) -> int:
     """The largest context whose estimate fits `budget_mb` ("context length adjustment").
 
@@ -292,7 +353,14 @@ def max_context_for_budget(
     """
 
     def fits(ctx: int) -> bool:
-        estimate = estimate_memory(arch, ctx, kv_type=kv_type, num_batch=num_batch, gpu=gpu)
+        estimate = estimate_memory(
+            arch,
+            ctx,
+            kv_type=kv_type,
+            num_batch=num_batch,
+            gpu=gpu,
+            flash_attention=flash_attention,
+        )
         return estimate.total_mb <= budget_mb
 
     cap = arch.context_length or MAX_SEARCH_CONTEXT
@@ -318,6 +386,7 @@ def batch_size_for_budget(
     *,
     kv_type: KvCacheType = "f16",
     gpu: bool = False,
+    flash_attention: bool = False,
 ) -> int:
     """The largest batch whose compute graph fits beside the weights and KV cache.
 
@@ -332,6 +401,7 @@ def batch_size_for_budget(
         budget_mb: Memory the model may take.
         kv_type: Element type of the KV cache.
         gpu: Whether the model is loaded on a GPU.
+        flash_attention: Whether the server uses flash attention (see `estimate_memory`).
 
     Returns:
         The batch size; 32 (or `num_ctx`, if smaller) when nothing fits, so the caller should
@@ -340,7 +410,14 @@ def batch_size_for_budget(
     batch = MAX_BATCH if gpu else CPU_MAX_BATCH
     while batch > MIN_BATCH:
         if batch <= num_ctx:
-            estimate = estimate_memory(arch, num_ctx, kv_type=kv_type, num_batch=batch, gpu=gpu)
+            estimate = estimate_memory(
+                arch,
+                num_ctx,
+                kv_type=kv_type,
+                num_batch=batch,
+                gpu=gpu,
+                flash_attention=flash_attention,
+            )
             if estimate.total_mb <= budget_mb:
                 break
         batch //= 2

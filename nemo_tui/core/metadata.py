@@ -155,6 +155,7 @@ def _architecture(
 
     Head counts may be per-layer arrays: the query heads take the largest entry, and the KV
     cache is sized from the attention layers (non-zero entries) at their largest KV head count.
+    A per-layer feed-forward width takes its largest entry too.
     """
     missing = [
         key
@@ -177,6 +178,8 @@ def _architecture(
     else:
         bpw = bits_per_weight(quantization)
     vocab = metadata.get("vocab_size")
+    ffn = metadata.get("feed_forward_length")
+    ffn_width = _largest(ffn) if isinstance(ffn, int) or (isinstance(ffn, list) and ffn) else None
     return ModelArchitecture(
         parameters=parameters,
         bits_per_weight=bpw,
@@ -190,6 +193,7 @@ def _architecture(
         weights_bytes=weights_bytes,
         quantization=quantization,
         kv_layers=None if len(attention) == layers else len(attention),
+        feed_forward_length=_optional_int(ffn_width),
     )
 
 
