@@ -1,25 +1,35 @@
-"""How heavy the dashboard is next to a bare Textual app, and how it copes with a fast stream.
+"""The dashboard's weight and idle output beside a bare Textual app, and its lag in a fast stream.
 
 Run: `python bench/bench_dashboard.py [--runs 5] [--idle-s 30]`. Needs tmux.
 
-Part 1 starts two programs the same way, in tmux at 120x40, `--runs` times each, interleaved
-(which one starts first alternates from run to run):
-a bare Textual app that shows one label (it imports nothing but Textual), and `nemo-tui` with
-no arguments: the same `run_dashboard` the command runs, with a fresh config, the real memory
-sampler and the engine's monitor, and one in-process fake backend instead of the configured
-servers, so no model server or model is involved. Both run from compiled bytecode, as after
-an install. For each run it measures:
+Part 1 starts three programs the same way, each in its own tmux session at 120x40, `--runs` times
+each, interleaved (which one starts first rotates from run to run), and then lets them idle side
+by side:
+
+- `bare`: a Textual app that shows one label (it imports nothing but Textual);
+- `dead port`: `nemo-tui` with no arguments, exactly as installed: a fresh config and cache, the
+  real memory sampler, the engine's monitor and the default backends. The embedded model is on
+  (found installed; no llama.cpp worker starts before a query) and Ollama is probed at
+  `$OLLAMA_HOST`, here a loopback port nothing listens on;
+- `fixture`: the same, with `$OLLAMA_HOST` pointing at the tests' fake Ollama server
+  (`tests.fakes.FakeOllama`), which runs in a child process of its own so it shares neither the
+  interpreter nor the CPU accounting of the measured app.
+
+All run from compiled bytecode, as after an install. For each run it measures:
 
 - time to the first full frame: from `tmux new-session` until `capture-pane` shows the whole
-  screen (the label; for the dashboard, every panel, the footer, and the RAM gauge with the
+  screen (the label; for the dashboard, every panel, the key bar, and the RAM gauge with the
   figures of a real sample in it), polled every 20 ms (faster polling loads the tmux server
   that is drawing the app);
 - time until ready: the same, until the dashboard has also probed its backends and shows its
-  recommendation. It is reported, not held to a target: with real servers it is the servers'
-  answer time (an unreachable host takes its connect timeout), which the dashboard does not
-  wait for;
+  recommendation. It is reported, not held to a target: it is the servers' answer time, which
+  the dashboard does not wait for;
 - resident memory (RSS) 10 s after the start;
-- CPU over the next `--idle-s` seconds of idling (gauges live), as a share of one core.
+- over the next `--idle-s` seconds of idling (gauges live, nobody typing): CPU as a share of one
+  core, and the bytes the app writes to its terminal (tmux `pipe-pane` copies every byte the
+  program writes to the pane into a file), per second;
+- the windows are then resized to 80x24 and, once the redraw that follows has settled, the
+  bytes written are counted over another `--idle-s` seconds.
 
 Part 2 runs the dashboard headless (Textual's test driver) and streams an answer from a fake
 backend at 2,000 tokens/s for 5 s while keys are typed into the question box. It reports the
@@ -28,11 +38,8 @@ round trip of Pilot's `press` (which also waits for the screen to settle, so it 
 bound), whether every key typed during the stream reached the question box, and whether the
 answer on screen holds every token in order.
 
-With `--real`, a third program runs beside them: `nemo-tui` with its default backends (the
-embedded model, which starts no llama.cpp worker until a query, and Ollama probed at its default
-address), in a fresh config and cache.
-
-Medians are printed as a markdown table with the ratio to the bare app.
+Medians are printed as a markdown table with the ratio to the bare app, then each target, met or
+missed.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -60,11 +68,27 @@ if TYPE_CHECKING:
 
 
 SIZE = (120, 40)
+SMALL_SIZE = (80, 24)
 SOCKET = f"nemo-bench-{os.getpid()}"
 RSS_AT_S = 10.0
 SETTLE_S = 1.0
 """Pause between runs, after the sessions are closed."""
+RESIZE_SETTLE_S = 3.0
+"""After the resize to `SMALL_SIZE`: the full redraw it causes, and one gauge tick, go uncounted."""
 STREAM_S = 5.0
+APPS = Path(__file__).with_name("dashboard_apps.py")
+KINDS = ("bare", "dead-port", "fixture")
+TITLES = {
+    "bare": "bare Textual app",
+    "dead-port": "dashboard, Ollama on a dead port",
+    "fixture": "dashboard, Ollama fixture",
+}
+FIRST_FRAME_TARGET = 1.5
+"""The first full frame may take at most this many times the bare app's."""
+RSS_TARGET_MIB = 50.0
+IDLE_CPU_TARGET_PCT = 1.0
+IDLE_BYTES_TARGET = 200.0
+"""Bytes per second written to the terminal while idle."""
 
 
 def tmux(*args: str) -> str:
@@ -102,25 +126,54 @@ class Sample:
     ready_s: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     idle_cpu_pct: list[float] = field(default_factory=list)
+    idle_bytes_per_s: list[float] = field(default_factory=list)
+    small_idle_bytes_per_s: list[float] = field(default_factory=list)
 
 
-def start(kind: str, workdir: Path) -> tuple[psutil.Process, float, float]:
+def dead_port() -> int:
+    """A loopback port nothing listens on: bound once by the system, then closed."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_ollama_fixture() -> tuple[subprocess.Popen[str], str]:
+    """Start the fake Ollama server in a child process; return it and its URL."""
+    child = subprocess.Popen(
+        [sys.executable, str(APPS), "ollama-fixture"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    url = child.stdout.readline().strip()
+    if not url.startswith("http://"):
+        child.kill()
+        raise SystemExit(f"the fake Ollama server did not start (said {url!r})")
+    return child, url
+
+
+def start(
+    kind: str, workdir: Path, ollama_hosts: dict[str, str]
+) -> tuple[psutil.Process, float, float]:
     """Start one app in its own tmux session.
 
     Returns:
         Its process, the time to the first full frame and the time until it is ready.
     """
     env = {
-        "XDG_CONFIG_HOME": str(workdir / "xdg-config"),
-        "XDG_DATA_HOME": str(workdir / "xdg-data"),
-        "XDG_STATE_HOME": str(workdir / "xdg-state"),
-        "XDG_CACHE_HOME": str(workdir / "xdg-cache"),
+        "XDG_CONFIG_HOME": str(workdir / kind / "xdg-config"),
+        "XDG_DATA_HOME": str(workdir / kind / "xdg-data"),
+        "XDG_STATE_HOME": str(workdir / kind / "xdg-state"),
+        "XDG_CACHE_HOME": str(workdir / kind / "xdg-cache"),
         "TERM": "xterm-256color",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
+    if kind in ollama_hosts:
+        env["OLLAMA_HOST"] = ollama_hosts[kind]
+    program = "bare" if kind == "bare" else "nemo"
     command = "exec env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
-    apps = Path(__file__).with_name("dashboard_apps.py")
-    command += f" {shlex.quote(sys.executable)} {shlex.quote(str(apps))} {kind}"
+    command += f" {shlex.quote(sys.executable)} {shlex.quote(str(APPS))} {program}"
     # The previous run's server may still be shutting down (its last session was just
     # killed); a new session then fails to connect, so it is tried again.
     for attempt in range(10):
@@ -150,8 +203,29 @@ def start(kind: str, workdir: Path) -> tuple[psutil.Process, float, float]:
     return psutil.Process(pid), first_frame if first_frame is not None else now, now
 
 
-def measure_pair(
-    idle_s: float, workdir: Path, results: dict[str, Sample], order: tuple[str, ...]
+def count_output(kinds: list[str], seconds: float, workdir: Path) -> dict[str, float]:
+    """Bytes per second each session's program writes to its terminal over `seconds`."""
+    files = {kind: workdir / f"{kind}.out" for kind in kinds}
+    for kind, path in files.items():
+        path.unlink(missing_ok=True)
+        tmux("pipe-pane", "-t", kind, f"cat > {shlex.quote(str(path))}")
+    time.sleep(seconds)
+    for kind in kinds:
+        tmux("pipe-pane", "-t", kind)
+    # `cat` copies what it has read before it sees the pipe close.
+    time.sleep(0.2)
+    return {
+        kind: (path.stat().st_size if path.exists() else 0) / seconds
+        for kind, path in files.items()
+    }
+
+
+def measure_run(
+    idle_s: float,
+    workdir: Path,
+    results: dict[str, Sample],
+    order: tuple[str, ...],
+    ollama_hosts: dict[str, str],
 ) -> None:
     """One run of every app: start-up one after the other (in `order`), then idle side by side.
 
@@ -160,19 +234,27 @@ def measure_pair(
     """
     procs: dict[str, tuple[psutil.Process, float]] = {}
     for kind in order:
-        proc, first_frame, ready = start(kind, workdir)
+        proc, first_frame, ready = start(kind, workdir, ollama_hosts)
         procs[kind] = (proc, time.perf_counter())
         results[kind].first_frame_s.append(first_frame)
         results[kind].ready_s.append(ready)
     for kind, (proc, started_at) in procs.items():
         time.sleep(max(0.0, started_at + RSS_AT_S - time.perf_counter()))
         results[kind].rss_mb.append(proc.memory_info().rss / 2**20)
+    kinds = list(procs)
     before = {kind: proc.cpu_times() for kind, (proc, _) in procs.items()}
-    time.sleep(idle_s)
+    written = count_output(kinds, idle_s, workdir)
     for kind, (proc, _) in procs.items():
         after = proc.cpu_times()
         used = (after.user - before[kind].user) + (after.system - before[kind].system)
         results[kind].idle_cpu_pct.append(used / idle_s * 100)
+        results[kind].idle_bytes_per_s.append(written[kind])
+    for kind in kinds:
+        tmux("resize-window", "-t", kind, "-x", str(SMALL_SIZE[0]), "-y", str(SMALL_SIZE[1]))
+    time.sleep(RESIZE_SETTLE_S)
+    for kind, per_s in count_output(kinds, idle_s, workdir).items():
+        results[kind].small_idle_bytes_per_s.append(per_s)
+    for kind in kinds:
         tmux("kill-session", "-t", kind)
     time.sleep(SETTLE_S)
 
@@ -260,52 +342,94 @@ def _ms(values: list[float]) -> tuple[float, float, float]:
     return (statistics.median(ordered) * 1000, p99 * 1000, ordered[-1] * 1000)
 
 
+def verdict(met: bool) -> str:
+    return "met" if met else "missed"
+
+
+def print_targets(results: dict[str, Sample]) -> None:
+    """Each target, for each dashboard, met or missed (on the medians)."""
+
+    def median(kind: str, values: Callable[[Sample], list[float]]) -> float:
+        return statistics.median(values(results[kind]))
+
+    bare_frame = median("bare", lambda s: s.first_frame_s)
+    print("\nTargets:\n")
+    for kind in KINDS[1:]:
+        frame = median(kind, lambda s: s.first_frame_s) / bare_frame
+        rss = median(kind, lambda s: s.rss_mb)
+        cpu = median(kind, lambda s: s.idle_cpu_pct)
+        written = median(kind, lambda s: s.idle_bytes_per_s)
+        small = median(kind, lambda s: s.small_idle_bytes_per_s)
+        print(
+            f"- {TITLES[kind]}:"
+            f" first frame {frame:.2f}x bare (at most {FIRST_FRAME_TARGET}x):"
+            f" {verdict(frame <= FIRST_FRAME_TARGET)};"
+            f" RSS {rss:.1f} MiB (at most {RSS_TARGET_MIB:.0f}):"
+            f" {verdict(rss <= RSS_TARGET_MIB)};"
+            f" idle CPU {cpu:.2f}% (under {IDLE_CPU_TARGET_PCT:.0f}%):"
+            f" {verdict(cpu < IDLE_CPU_TARGET_PCT)};"
+            f" idle output {written:.0f} B/s at {SIZE[0]}x{SIZE[1]}, {small:.0f} B/s at"
+            f" {SMALL_SIZE[0]}x{SMALL_SIZE[1]} (under {IDLE_BYTES_TARGET:.0f}):"
+            f" {verdict(max(written, small) < IDLE_BYTES_TARGET)}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle-s", type=float, default=30.0)
-    parser.add_argument(
-        "--real",
-        action="store_true",
-        help="also run `nemo-tui` with its default backends (embedded model, Ollama probed)",
-    )
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         sys.exit("bench_dashboard needs tmux")
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"nemo-bench-{os.getpid()}"
     workdir.mkdir(parents=True, exist_ok=True)
     compile_bytecode()
-    kinds = ("bare", "nemo", "real") if args.real else ("bare", "nemo")
-    results = {kind: Sample() for kind in kinds}
+    results = {kind: Sample() for kind in KINDS}
+    fixture, fixture_url = start_ollama_fixture()
+    ollama_hosts = {"dead-port": f"127.0.0.1:{dead_port()}", "fixture": fixture_url}
     try:
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}…", file=sys.stderr)
             # Which app starts first rotates, so none always follows another.
-            order = kinds[run % len(kinds) :] + kinds[: run % len(kinds)]
-            measure_pair(args.idle_s, workdir, results, order)
+            order = KINDS[run % len(KINDS) :] + KINDS[: run % len(KINDS)]
+            measure_run(args.idle_s, workdir, results, order, ollama_hosts)
     finally:
         subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True)
-    measures: list[tuple[str, Callable[[Sample], list[float]], str]] = [
-        ("time to first full frame (s)", lambda s: s.first_frame_s, "{:.3f}"),
-        ("time until ready: backends probed (s)", lambda s: s.ready_s, "{:.3f}"),
-        (f"RSS after {RSS_AT_S:.0f} s (MiB)", lambda s: s.rss_mb, "{:.1f}"),
-        (f"idle CPU over {args.idle_s:.0f} s (% of a core)", lambda s: s.idle_cpu_pct, "{:.2f}"),
+        assert fixture.stdin is not None
+        fixture.stdin.close()
+        fixture.wait(timeout=10)
+    idle_window = f"{args.idle_s:.0f} s"
+    small = f"{SMALL_SIZE[0]}x{SMALL_SIZE[1]}"
+    measures: list[tuple[str, Callable[[Sample], list[float]], str, bool]] = [
+        ("time to first full frame (s)", lambda s: s.first_frame_s, "{:.3f}", True),
+        ("time until ready: backends probed (s)", lambda s: s.ready_s, "{:.3f}", True),
+        (f"RSS after {RSS_AT_S:.0f} s (MiB)", lambda s: s.rss_mb, "{:.1f}", True),
+        (f"idle CPU over {idle_window} (% of a core)", lambda s: s.idle_cpu_pct, "{:.2f}", False),
+        (
+            f"idle output over {idle_window} (bytes/s)",
+            lambda s: s.idle_bytes_per_s,
+            "{:.0f}",
+            False,
+        ),
+        (
+            f"idle output over {idle_window} at {small} (bytes/s)",
+            lambda s: s.small_idle_bytes_per_s,
+            "{:.0f}",
+            False,
+        ),
     ]
-    titles = {
-        "bare": "bare Textual app",
-        "nemo": "dashboard, fake backend",
-        "real": "dashboard, default backends",
-    }
     print(f"\ntmux {SIZE[0]}x{SIZE[1]}, {args.runs} runs each, medians; ratios to the bare app\n")
-    print("| measure | " + " | ".join(titles[k] for k in kinds) + " |")
-    print("|---|" + "---:|" * len(kinds))
-    for name, values, fmt in measures:
+    print("| measure | " + " | ".join(TITLES[k] for k in KINDS) + " |")
+    print("|---|" + "---:|" * len(KINDS))
+    for name, values, fmt, with_ratio in measures:
         base = statistics.median(values(results["bare"]))
         cells = [fmt.format(base)]
-        for kind in kinds[1:]:
+        for kind in KINDS[1:]:
             median = statistics.median(values(results[kind]))
-            cells.append(f"{fmt.format(median)} ({median / base:.2f}x)")
+            ratio = f" ({median / base:.2f}x)" if with_ratio else ""
+            cells.append(fmt.format(median) + ratio)
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print_targets(results)
     stream = asyncio.run(stream_bench())
     print(
         f"\nStream: {stream['tokens']} tokens at {stream['rate']} tok/s"

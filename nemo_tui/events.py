@@ -136,7 +136,10 @@ class Done:
     first_token_s: float | None
     total_s: float
     cache_hit: bool | None
-    """Whether the model was already loaded; None for cloud models, where no cache applies."""
+    """Whether the model was already in memory, as its server reported for this query; None
+    when the server does not say, and for cloud models, where no cache applies."""
+    local: bool
+    """Whether the model ran on this machine (False for the cloud)."""
     reduction_pct: float
     fallbacks: tuple[str, ...] = ()
     """Models tried and left before this one answered."""

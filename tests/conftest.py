@@ -1,4 +1,12 @@
-"""Shared fixtures: every test runs with its own config, data and cache directories."""
+"""Shared fixtures: every test runs with its own config, data and cache directories.
+
+Markers: `integration` marks exactly the tests that talk to a real server or model over a real
+socket: a TCP connection to the fake Ollama, a llama-server or another loopback server (also
+when the CLI under test makes it from a subprocess), or llama.cpp workers running SmolLM2. A test
+that only reads the model file, checks a config, or finds that nothing listens on a port is not
+one, wherever it lives. `only_integration_tests_talk_over_tcp` fails an unmarked test that
+holds a TCP conversation in this process (see `tests/tcp_connections.py` for what it cannot see).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,10 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.tcp_connections import only_integration_tests_talk_over_tcp
+
+__all__ = ["only_integration_tests_talk_over_tcp"]  # a fixture: pytest finds it by this name
 
 # The fuzzers run with a fixed budget and a fixed seed, so CI time is bounded and a failure found
 # once is found again on the next run. `--hypothesis-profile=explore` searches wider, by hand.

@@ -56,8 +56,9 @@ class LoadedModel:
 
     name: str
     backend: str
-    size_mb: float
-    """Total memory the model uses: RAM and VRAM together."""
+    size_mb: float | None
+    """Total memory the model uses, RAM and VRAM together; None when the backend does not say
+    (vLLM, a llama-server without `meta.size`), which is not the same as nothing."""
     vram_mb: float = 0.0
     context_length: int | None = None
     expires_at: datetime | None = None
@@ -120,6 +121,9 @@ class StreamEnd:
     finish_reason: str | None = None
     model: str | None = None
     """The model that actually answered, when the backend says (it may differ from the request)."""
+    cold_start: bool | None = None
+    """Whether the server had to load the model for this request (True) or served it from
+    memory (False), as the server reports it; None when it does not say."""
 
 
 StreamEvent = TokenChunk | BackendNotice | StreamEnd
@@ -150,8 +154,14 @@ class Backend(Protocol):
         """Architecture figures for the memory estimator, or None when the backend has none."""
         ...
 
-    async def preload(self, model: str, options: GenerationOptions) -> None:
-        """Load a model with the given load-time options so the next request starts fast."""
+    async def preload(self, model: str, options: GenerationOptions) -> bool | None:
+        """Load a model with the given load-time options so the next request starts fast.
+
+        Returns:
+            True when this call loaded the model, False when nothing had to be loaded (it was in
+            memory already, or the server holds its model for its whole life), None when the
+            server does not say.
+        """
         ...
 
     async def unload(self, model: str) -> float | None:

@@ -300,16 +300,20 @@ class EmbeddedBackend:
                 raise BackendError(exc.message, backend=BACKEND_NAME, fix=exc.fix) from exc
         return self._metadata[model]
 
-    async def preload(self, model: str, options: GenerationOptions) -> None:
+    async def preload(self, model: str, options: GenerationOptions) -> bool:
         """Start `model`'s worker with the load options in `options` (restarting it if they
         changed).
+
+        Returns:
+            Whether a worker was started; False when one with these options was running.
 
         Raises:
             ModelNotFound: the model is not served here, or its file is gone.
             OutOfMemory: llama.cpp could not allocate the model or its context.
             BackendError: llama.cpp could not load the file.
         """
-        await self._ensure_loaded(model, self._load_key(options))
+        _, load_s = await self._ensure_loaded(model, self._load_key(options))
+        return load_s is not None
 
     async def unload(self, model: str) -> float | None:
         """Stop `model`'s worker; returns the resident memory it gave back in MB (0 when it was
@@ -358,6 +362,9 @@ class EmbeddedBackend:
         """Stream an answer, loading the model first when needed; closing the iterator stops
         llama.cpp within one batch, prompt processing included.
 
+        The end reports the seconds spent starting the worker (0 when it was running) and
+        whether that was a cold start.
+
         Raises:
             ModelNotFound: `model` is not served here, or its file is gone.
             ContextExceeded: the prompt does not fit the context the model was loaded with.
@@ -379,22 +386,27 @@ class EmbeddedBackend:
                     if options.keep_alive in (0, "0", "0s"):
                         await self.unload(model)
                     yield replace(
-                        event, model=model, load_s=load_s, total_s=time.perf_counter() - started
+                        event,
+                        model=model,
+                        load_s=load_s if load_s is not None else 0.0,
+                        total_s=time.perf_counter() - started,
+                        cold_start=load_s is not None,
                     )
         except BackendError as exc:
             raise await self._explain(model, worker, exc) from exc
 
     # -- workers ---------------------------------------------------------------------------------
 
-    async def _ensure_loaded(self, model: str, key: _LoadKey) -> tuple[_Worker, float]:
-        """The running worker for `model` with `key`; the seconds spent starting it."""
+    async def _ensure_loaded(self, model: str, key: _LoadKey) -> tuple[_Worker, float | None]:
+        """The running worker for `model` with `key`; the seconds spent starting it, None when
+        it was running already."""
         path = self._path(model)
         self._check_open()
         async with self._lock:
             worker = self._resident.get(model)
             if worker is not None and worker.key == key and worker.alive:
                 self._resident.move_to_end(model)
-                return worker, 0.0
+                return worker, None
             if worker is not None:
                 await self._stop(model, worker)
             while len(self._resident) >= self._max_loaded:

@@ -175,8 +175,13 @@ class GeminiBackend:
         """Always None: a cloud model needs no memory estimate."""
         return None
 
-    async def preload(self, model: str, options: GenerationOptions) -> None:
-        """Do nothing: there is nothing to load."""
+    async def preload(self, model: str, options: GenerationOptions) -> bool:
+        """Do nothing: there is nothing to load.
+
+        Returns:
+            False: nothing was loaded.
+        """
+        return False
 
     async def unload(self, model: str) -> float | None:
         """Do nothing and return None: there is nothing to free."""

@@ -60,6 +60,13 @@ _FOREVER = timedelta(days=365 * 100)
 """A negative keep_alive is stored as Go's largest duration (~292 years): treat it as never."""
 _BARE_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _NS = 1e9
+WARM_LOAD_MAX_S = 0.15
+"""The longest load a request may report and still count as served from memory.
+
+Finding a runner that is already loaded takes Ollama a few milliseconds (tens on a busy server).
+A load starts a runner process and waits until it reports ready, checking every 250 ms (Ollama's
+runner wait loop), so even the smallest model's load reports hundreds of milliseconds: 150 ms
+leaves room on both sides."""
 
 
 def _keep_alive_value(keep_alive: str | int) -> str | int | float:
@@ -191,7 +198,8 @@ class OllamaBackend:
     async def list_loaded(self) -> list[LoadedModel]:
         """Models in memory (`/api/ps`) with their RAM+VRAM size, context and unload time.
 
-        `context_length` is None on servers older than v0.9.7, which do not report it.
+        `context_length` is None on servers older than v0.9.7, which do not report it; `size_mb`
+        is None when Ollama reports no size.
         """
         data = await self._get_json("/api/ps")
         now = datetime.now(UTC)
@@ -207,7 +215,8 @@ class OllamaBackend:
                 LoadedModel(
                     name=name,
                     backend=self.name,
-                    size_mb=bytes_to_mb(size) if isinstance(size, int) else 0.0,
+                    # A loaded model holds memory: a size of 0 means Ollama did not measure it.
+                    size_mb=bytes_to_mb(size) if isinstance(size, int) and size > 0 else None,
                     vram_mb=bytes_to_mb(vram) if isinstance(vram, int) else 0.0,
                     context_length=context if isinstance(context, int) and context > 0 else None,
                     expires_at=_expiry(entry.get("expires_at"), now),
@@ -238,8 +247,13 @@ class OllamaBackend:
         except NemoError:
             return None
 
-    async def preload(self, model: str, options: GenerationOptions) -> None:
+    async def preload(self, model: str, options: GenerationOptions) -> bool:
         """Load a model with an empty chat request carrying the same load options as a real one.
+
+        Returns:
+            Whether Ollama had to load it: its reply's `load_duration` when there is one, else
+            (Ollama's load reply carries no timings) the request's own time, above
+            `WARM_LOAD_MAX_S`.
 
         Raises:
             ModelNotFound: Ollama does not have the model.
@@ -252,14 +266,20 @@ class OllamaBackend:
             "keep_alive": self._keep_alive(options),
             "options": load_options(options),
         }
-        await self._post_json("/api/chat", body, model=model, read_timeout_s=_LOAD_READ_TIMEOUT_S)
+        started = time.perf_counter()
+        reply = await self._post_json(
+            "/api/chat", body, model=model, read_timeout_s=_LOAD_READ_TIMEOUT_S
+        )
+        reported_s = _seconds(reply.get("load_duration")) if isinstance(reply, Mapping) else None
+        took_s = reported_s if reported_s is not None else time.perf_counter() - started
+        return took_s > WARM_LOAD_MAX_S
 
     async def unload(self, model: str) -> float | None:
         """Ask Ollama to unload a model now (`keep_alive: 0`).
 
         Returns:
             The memory `/api/ps` reported for it just before, in MB, or None when it was not
-            loaded. Ollama frees it once in-flight requests finish.
+            loaded or had no size. Ollama frees it once in-flight requests finish.
         """
         wanted = _full_name(model)
         freed = next(
@@ -434,15 +454,18 @@ def _stream_end(chunk: Mapping[str, Any]) -> StreamEnd:
     """The counts and timings of the final (`done: true`) object.
 
     A missing `prompt_eval_count` stays None rather than 0: old servers omit it when the whole
-    prompt came from the cache, and 0 would look like a truncated prompt.
+    prompt came from the cache, and 0 would look like a truncated prompt. The request paid a
+    load when `load_duration` is above `WARM_LOAD_MAX_S`; without it, nobody can tell.
     """
+    load_s = _seconds(chunk.get("load_duration"))
     return StreamEnd(
         prompt_tokens=_count(chunk.get("prompt_eval_count")),
         completion_tokens=_count(chunk.get("eval_count")),
-        load_s=_seconds(chunk.get("load_duration")),
+        load_s=load_s,
         prompt_eval_s=_seconds(chunk.get("prompt_eval_duration")),
         eval_s=_seconds(chunk.get("eval_duration")),
         total_s=_seconds(chunk.get("total_duration")),
         finish_reason=_text(chunk.get("done_reason")),
         model=_text(chunk.get("model")),
+        cold_start=load_s > WARM_LOAD_MAX_S if load_s is not None else None,
     )

@@ -114,6 +114,9 @@ class OpenAICompatBackend:
         """Whether `/props` was asked since the last health probe (None means: not llama.cpp)."""
         self._counted: tuple[str, int] | None = None
         """The last text `tokenize` counted, so the answer it is sent for can be checked."""
+        self._serves_one_model: bool | None = None
+        """Whether `/v1/models` listed exactly one model when last asked (None: not asked yet).
+        Such a server holds that model from its start; one listing several may load on demand."""
 
     def __repr__(self) -> str:
         return f"OpenAICompatBackend(name={self.name!r}, url={self.url!r})"
@@ -180,9 +183,9 @@ class OpenAICompatBackend:
         `/v1/models` lists one model it is the loaded one, unless llama.cpp's `/props` says the
         server is asleep (`--sleep-idle-seconds`: it freed the model and reloads it on the next
         request). Its size is llama.cpp's `meta.size` (the weights; the KV cache is not
-        included) or 0 when the server does not say. When the server lists several (LM Studio
-        loading on demand, Ollama's `/v1`), which ones are in memory cannot be told from this
-        API, so none are reported.
+        included) or None when the server does not say (vLLM). When the server lists several
+        (LM Studio loading on demand, Ollama's `/v1`), which ones are in memory cannot be told
+        from this API, so none are reported.
         """
         entries = [e for e in await self._models() if _model_id(e)]
         if len(entries) != 1:
@@ -197,7 +200,7 @@ class OpenAICompatBackend:
             LoadedModel(
                 name=_model_id(entry),
                 backend=self.name,
-                size_mb=bytes_to_mb(size) if size else 0.0,
+                size_mb=bytes_to_mb(size) if size else None,
                 context_length=context,
             )
         ]
@@ -206,18 +209,22 @@ class OpenAICompatBackend:
         """Always None: llama.cpp's `meta` lacks the layer and head counts the estimator needs."""
         return None
 
-    async def preload(self, model: str, options: GenerationOptions) -> None:
+    async def preload(self, model: str, options: GenerationOptions) -> bool:
         """Check that the server serves the model; it was loaded when the server started.
 
         A model path id such as `/models/qwen2.5-0.5b.gguf` also matches `qwen2.5-0.5b.gguf` and
         `qwen2.5-0.5b`.
+
+        Returns:
+            False: checking loads nothing. A llama-server asleep reloads its model with the next
+            answer, which says so itself.
 
         Raises:
             ModelNotFound: the server serves other models.
         """
         ids = [_model_id(entry) for entry in await self._models()]
         if any(_same_model(model, served) for served in ids if served):
-            return
+            return False
         served_list = ", ".join(i for i in ids if i) or "no model"
         raise ModelNotFound(
             f"{self.url} does not serve {model}; it serves {served_list}",
@@ -245,6 +252,10 @@ class OpenAICompatBackend:
         within one batch while it is still reading the prompt, where it would otherwise read
         the whole prompt first.
 
+        A server serving one model holds it from its start, so the answer is a cold start only
+        when llama.cpp's `/props`, read again before each answer, says it is asleep; a server
+        listing several models may load one on demand, and then nobody can tell.
+
         Raises:
             BackendUnavailable: the server cannot be reached.
             ContextExceeded: the prompt is longer than the server's context.
@@ -264,7 +275,10 @@ class OpenAICompatBackend:
             body["max_tokens"] = options.max_tokens
         if options.temperature is not None:
             body["temperature"] = options.temperature
-        props = await self._server_props()
+        serves_one = self._serves_one_model is True
+        # Whether a llama-server fell asleep since the last answer is only in a fresh /props.
+        props = await self._server_props(refresh=serves_one and self._props is not None)
+        cold_start = (props is not None and props.sleeping) if serves_one else None
         if props is not None:
             self._check_fits(messages, props)
             body["return_progress"] = True
@@ -321,7 +335,7 @@ class OpenAICompatBackend:
                 fix="send one request at a time (llama-cpp-python stops an answer when another"
                 " request arrives) and check the server log",
             )
-        yield _stream_end(usage, timings, finish_reason, answered_by)
+        yield _stream_end(usage, timings, finish_reason, answered_by, cold_start)
 
     async def tokenize(self, model: str, text: str) -> list[int] | None:
         """Exact tokens from llama.cpp's `/tokenize` or llama-cpp-python's `/extras/tokenize`.
@@ -373,7 +387,9 @@ class OpenAICompatBackend:
             raise self._transport_error(exc, streaming=False) from exc
         if response.status_code >= 400:
             raise self._error(response.status_code, await read_error_body(response))
-        return _entries(decode_json(response, self.name))
+        entries = _entries(decode_json(response, self.name))
+        self._serves_one_model = sum(1 for entry in entries if _model_id(entry)) == 1
+        return entries
 
     async def _server_props(self, *, refresh: bool = False) -> _ServerProps | None:
         """llama.cpp's `/props`, read once until the next health probe; None on other servers."""
@@ -532,6 +548,7 @@ def _stream_end(
     timings: Mapping[str, Any],
     finish_reason: str,
     model: str | None,
+    cold_start: bool | None,
 ) -> StreamEnd:
     """Counts from `usage`, else from llama.cpp's `timings`; timings from `timings`."""
     prompt_tokens = _int(usage.get("prompt_tokens"))
@@ -551,6 +568,7 @@ def _stream_end(
         total_s=prompt_s + eval_s if prompt_s is not None and eval_s is not None else None,
         finish_reason=finish_reason,
         model=model,
+        cold_start=cold_start,
     )
 
 

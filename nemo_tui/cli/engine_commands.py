@@ -155,7 +155,7 @@ class _Summary:
                 f"{format_count(final.tokens_in)} tokens in, {format_count(final.tokens_out)} out",
                 format_rate(final.tokens_per_s),
                 self.reduction or "prompt unchanged",
-                _cache(final.cache_hit, final.load_s),
+                _cache(final),
             ]
             if final.fallbacks:
                 parts.append(f"after {', '.join(final.fallbacks)} failed")
@@ -170,12 +170,15 @@ class _Summary:
             note("cancelled")
 
 
-def _cache(hit: bool | None, load_s: float | None) -> str:
-    if hit is None:
+def _cache(done: Done) -> str:
+    """Whether the answer found its model in memory, as the server reported it."""
+    if not done.local:
         return "cloud"
-    if hit:
+    if done.cache_hit is None:
+        return "cache hit unknown"
+    if done.cache_hit:
         return "cache hit"
-    return f"cache miss (loaded in {format_seconds(load_s)})"
+    return f"cache miss (loaded in {format_seconds(done.load_s)})"
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,8 @@ class _ModelRow:
             "tier": self.tier,
             "installed": self.installed,
             "loaded": loaded is not None,
-            "size_mb": round(loaded.size_mb, 1) if loaded else None,
-            "vram_share": round(loaded.vram_share, 3) if loaded else None,
+            "size_mb": _rounded(loaded.size_mb, 1) if loaded else None,
+            "vram_share": _rounded(loaded.vram_share, 3) if loaded else None,
             "expires_at": _iso(loaded.expires_at) if loaded else None,
             "num_ctx": self.num_ctx,
             "estimated_mb": round(self.estimated_mb, 1),
@@ -258,11 +261,7 @@ def models(args: argparse.Namespace) -> int:
                 f" {format_mb(row.estimated_mb):>9} {'yes' if row.fits else 'no':>5}"
             )
             if row.resident is not None:
-                show(
-                    f"{'':<22} resident {format_mb(row.resident.size_mb)},"
-                    f" {format_pct(row.resident.vram_share)} in VRAM,"
-                    f" {_expires(row.resident.expires_at)}"
-                )
+                show(f"{'':<22} {_resident(row.resident)}")
         return 0
 
     return _run(args, body)
@@ -329,6 +328,19 @@ def stats(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, body)
+
+
+def _resident(model: CachedModel) -> str:
+    """`resident 1.2 GB, 100% in VRAM, expires in 4m`; a size nobody reported is unknown."""
+    if model.size_mb is None:
+        size = "resident, size unknown"
+    else:
+        size = f"resident {format_mb(model.size_mb)}, {format_pct(model.vram_share)} in VRAM"
+    return f"{size}, {_expires(model.expires_at)}"
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return round(value, digits) if value is not None else None
 
 
 def _iso(epoch: float | None) -> str | None:

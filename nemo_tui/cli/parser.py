@@ -106,7 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     estimate.add_argument("model", metavar="MODEL_OR_GGUF", help="a catalog name or a .gguf file")
     estimate.add_argument("--ctx", type=int, default=None, help="context length in tokens")
-    estimate.add_argument("--kv-type", choices=("f16", "q8_0", "q4_0"), default="f16")
+    estimate.add_argument(
+        "--kv-type",
+        choices=("f16", "q8_0", "q4_0"),
+        default=None,
+        help="KV cache type (default: the backend's: backends.embedded.kv_cache_type for an"
+        " embedded model, f16 for the others)",
+    )
     estimate.add_argument("--json", action="store_true", help="machine-readable output")
 
     check = command(

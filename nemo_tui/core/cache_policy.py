@@ -13,7 +13,8 @@ This module decides; the engine acts. It owns:
 
 Memory arithmetic is about system memory (RAM), because that is what `MemoryProfile` and
 `cache_limit` describe: unloading a model frees `CachedModel.ram_mb`, its size minus the part
-Ollama placed in GPU memory.
+Ollama placed in GPU memory. A model whose backend reports no size (vLLM, say) is counted as
+freeing nothing, and the plan's reason says so: no decision rests on memory nobody measured.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ class CachedModel:
     Attributes:
         name: The model's name as its backend reports it.
         backend: Which backend holds it (`ollama`, `embedded`, ...).
-        size_mb: Everything the model occupies, RAM and VRAM together.
+        size_mb: Everything the model occupies, RAM and VRAM together; None when its backend
+            does not say.
         vram_mb: The part of `size_mb` in GPU memory.
         context_length: The context it was loaded with, when known.
         expires_at: When the backend will unload it on its own (epoch seconds); None for never
-            or unknown.
+            or unknown. Past it, the tracker no longer counts the model as loaded.
         last_used: When it last answered a query (epoch seconds); 0 for never, as far as
             nemo-tui knows.
         hits: Queries it answered while loaded.
@@ -52,7 +54,7 @@ class CachedModel:
 
     name: str
     backend: str
-    size_mb: float
+    size_mb: float | None
     vram_mb: float = 0.0
     context_length: int | None = None
     expires_at: float | None = None
@@ -61,15 +63,20 @@ class CachedModel:
     loaded_at: float = 0.0
 
     @property
-    def vram_share(self) -> float:
-        """Share of the model in GPU memory, 0..1 (0 for a model of unknown size)."""
-        if self.size_mb <= 0:
-            return 0.0
+    def vram_share(self) -> float | None:
+        """Share of the model in GPU memory, 0..1; None when its size is unknown."""
+        if self.size_mb is None or self.size_mb <= 0:
+            return None
         return min(1.0, max(0.0, self.vram_mb / self.size_mb))
 
     @property
     def ram_mb(self) -> float:
-        """System memory the model holds, which unloading it gives back."""
+        """System memory the model holds, which unloading it gives back.
+
+        0 when its size is unknown: unloading it is not counted on to free anything.
+        """
+        if self.size_mb is None:
+            return 0.0
         return max(0.0, self.size_mb - self.vram_mb)
 
 
@@ -114,7 +121,7 @@ def plan_room(
     protected one, and only as many as needed, both for memory and to keep at most
     `MAX_RESIDENT` models loaded. When protected models alone exceed `MAX_RESIDENT`, memory
     decides. When the model cannot fit even with every unprotected model unloaded, nothing is
-    evicted.
+    evicted. A model of unknown size frees nothing in these sums, and the reason names it.
 
     Args:
         resident: The models loaded now, in any backend.
@@ -148,6 +155,12 @@ def plan_room(
         kept = [model.name for model in resident if model_key(model.name) in protected]
         if kept:
             reason += f" while {_join(kept)} {'stays' if len(kept) == 1 else 'stay'} loaded"
+        unsized = [model.name for model in candidates if model.size_mb is None]
+        if unsized:
+            reason += (
+                f"; {_join(unsized)} {'reports' if len(unsized) == 1 else 'report'} no size,"
+                " so unloading is not counted on to free any"
+            )
         return EvictionPlan(False, (), 0.0, reason)
 
     over_count = min(len(candidates), max(0, len(resident) + 1 - MAX_RESIDENT))
@@ -171,10 +184,17 @@ def plan_room(
             if len(resident) + 1 - len(evict) <= MAX_RESIDENT
             else "fewer models loaded"
         )
-    unloading = [f"{evict[0].name} (least recently used, {format_mb(evict[0].ram_mb)})"]
-    unloading += [f"{model.name} ({format_mb(model.ram_mb)})" for model in evict[1:]]
+    unloading = [f"{evict[0].name} (least recently used, {_freed_text(evict[0])})"]
+    unloading += [f"{model.name} ({_freed_text(model)})" for model in evict[1:]]
     reason = f"{need_text}; unloading {_join(unloading)} keeps {' and '.join(goals)}"
     return EvictionPlan(True, tuple(evict), freed, reason)
+
+
+def _freed_text(model: CachedModel) -> str:
+    """What unloading a model frees, as the plan counts it: `1.2 GB`, or why it counts 0."""
+    if model.size_mb is None:
+        return "size unknown, counted as 0 MB"
+    return format_mb(model.ram_mb)
 
 
 def _join(items: Sequence[str]) -> str:
@@ -303,9 +323,17 @@ class CacheTracker:
         self._models.pop((backend, model_key(name)), None)
 
     def resident(self) -> list[CachedModel]:
-        """Every loaded model in every backend, most recently used first."""
+        """Every loaded model in every backend, most recently used first.
+
+        A model past the time its backend said it would unload it (Ollama's `expires_at`) is
+        gone or going, and is left out at once, without asking the backend again.
+        """
+        now = self._clock()
+        models = list(self._models.values())  # in one step: a thread may call this mid-change
         return sorted(
-            self._models.values(), key=lambda model: (model.last_used, model.hits), reverse=True
+            (model for model in models if model.expires_at is None or model.expires_at > now),
+            key=lambda model: (model.last_used, model.hits),
+            reverse=True,
         )
 
     def get(self, name: str) -> CachedModel | None:
@@ -316,9 +344,18 @@ class CacheTracker:
         key = model_key(name)
         return next((m for m in self.resident() if model_key(m.name) == key), None)
 
-    def total_mb(self) -> float:
-        """Memory held by every loaded model, RAM and VRAM together."""
-        return sum(model.size_mb for model in self._models.values())
+    def total_mb(self) -> float | None:
+        """Memory held by every loaded model, RAM and VRAM together; None when a backend
+        reports no size for one of them."""
+        sizes = [model.size_mb for model in self.resident()]
+        if any(size is None for size in sizes):
+            return None
+        return sum(size for size in sizes if size is not None)
+
+    def known_total_mb(self) -> float:
+        """Memory held by the loaded models whose size is known: what unloading them all is
+        counted on to free."""
+        return sum(model.size_mb for model in self.resident() if model.size_mb is not None)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import lru_cache
@@ -99,6 +99,9 @@ class ModelSpec:
         default_ctx: The context the recommender starts from.
         gguf_path: A GGUF file it is loaded from, if any.
         context_length: A window set in the config; it also caps the architecture's window.
+        kv_cache_type: How its backend stores the KV cache, the estimates' default: the
+            embedded backend's `kv_cache_type`; other servers are not asked, so f16 (the
+            larger figure).
     """
 
     name: str
@@ -111,6 +114,7 @@ class ModelSpec:
     default_ctx: int = 2048
     gguf_path: str | None = None
     context_length: int | None = None
+    kv_cache_type: KvCacheType = "f16"
 
     def __post_init__(self) -> None:
         if self.local and self.architecture is None and self._range is None:
@@ -148,7 +152,7 @@ class ModelSpec:
         self,
         num_ctx: int | None = None,
         *,
-        kv_type: KvCacheType = "f16",
+        kv_type: KvCacheType | None = None,
         num_batch: int = 512,
         gpu: bool = False,
         flash_attention: bool | None = None,
@@ -157,8 +161,10 @@ class ModelSpec:
 
         Backends clamp the context the same way (Ollama since v0.9.3). A cloud model costs
         nothing locally, so every figure is 0; a range-only model ignores `kv_type`.
-        `flash_attention` None means what its backend does (`self.flash_attention`).
+        `kv_type` None means its backend's (`self.kv_cache_type`), and `flash_attention` None
+        what its backend does (`self.flash_attention`).
         """
+        kv_type = kv_type or self.kv_cache_type
         ctx = num_ctx if num_ctx is not None else self.default_ctx
         if self.trained_context is not None:
             ctx = min(ctx, self.trained_context)
@@ -183,7 +189,7 @@ class ModelSpec:
         self,
         budget_mb: float,
         *,
-        kv_type: KvCacheType = "f16",
+        kv_type: KvCacheType | None = None,
         num_batch: int = 512,
         gpu: bool = False,
         flash_attention: bool | None = None,
@@ -192,6 +198,7 @@ class ModelSpec:
 
         Memory does not limit a cloud model, so it gets its `default_ctx`.
         """
+        kv_type = kv_type or self.kv_cache_type
         if not self.local:
             return self.default_ctx
         if self.architecture is not None:
@@ -250,11 +257,22 @@ class Catalog:
 
     Args:
         models: The models, built-ins first so config entries of the same name replace them.
+        kv_cache_types: How a backend stores the KV cache, given to each of its models (and
+            to those added later); backends not named keep each model's own.
     """
 
-    def __init__(self, models: Iterable[ModelSpec]) -> None:
+    def __init__(
+        self,
+        models: Iterable[ModelSpec],
+        *,
+        kv_cache_types: Mapping[str, KvCacheType] | None = None,
+    ) -> None:
+        self._kv_cache_types = dict(kv_cache_types or {})
         self._models: dict[str, ModelSpec] = {}
         for spec in models:
+            kv_type = self._kv_cache_types.get(spec.backend)
+            if kv_type is not None and kv_type != spec.kv_cache_type:
+                spec = replace(spec, kv_cache_type=kv_type)
             self._models[model_key(spec.name)] = spec
 
     def get(self, name: str) -> ModelSpec | None:
@@ -290,7 +308,7 @@ class Catalog:
 
     def with_model(self, spec: ModelSpec) -> Catalog:
         """A new catalog with `spec` added, or replacing the model of the same name."""
-        return Catalog([*self, spec])
+        return Catalog([*self, spec], kv_cache_types=self._kv_cache_types)
 
 
 def builtin_models(cloud_model: str = "gemini-3.5-flash") -> list[ModelSpec]:
@@ -353,7 +371,7 @@ def build_catalog(config: Config) -> Catalog:
     """
     models = builtin_models(config.backends.gemini.model)
     models.extend(_spec_from_entry(entry, index) for index, entry in enumerate(config.models))
-    return Catalog(models)
+    return Catalog(models, kv_cache_types={"embedded": config.backends.embedded.kv_cache_type})
 
 
 def _spec_from_entry(entry: ModelEntry, index: int) -> ModelSpec:

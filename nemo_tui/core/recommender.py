@@ -54,6 +54,7 @@ class ResidentModel:
 
     name: str
     size_mb: float
+    """What unloading it would free; 0 when its backend reports no size."""
     context_length: int | None = None
 
 

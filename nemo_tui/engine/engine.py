@@ -10,6 +10,8 @@ and `critical` pressure evicts every model but the one in use. Every `refresh_in
 re-probes the backends (one that comes back is used again), re-reads what they hold, and, when
 idle, preloads the model most used lately (`predictive_preloading`). On a simulated machine every
 memory sample counts the models the engine knows to be loaded, so it fills up as a real one would.
+What a backend holds is also re-read after every query it answers, and a model whose `expires_at`
+has passed drops out of the record when it does, without asking the server.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,7 +188,7 @@ class _LoadedModelsSampler:
 
     def _size_mb(self, model: CachedModel) -> float:
         """What the backend measured, or the catalog's estimate when it reports no size."""
-        if model.size_mb > 0:
+        if model.size_mb is not None:
             return model.size_mb
         spec = self._registry.catalog.get(model.name)
         return spec.estimate(model.context_length).total_mb if spec is not None else 0.0
@@ -240,6 +242,8 @@ class Engine:
         catalog: The model catalog; None builds it from the config.
         monitor: Run the background monitor (pressure, health, predictive preloading).
         history_path: A file where per-query metrics are kept between runs.
+        clock: The wall clock (epoch seconds) that models' expiry and last use are read
+            against; tests pass a fake one.
     """
 
     def __init__(
@@ -251,13 +255,14 @@ class Engine:
         catalog: Catalog | None = None,
         monitor: bool = True,
         history_path: Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if backends is None:
             from nemo_tui.backends.discovery import build_backends
 
             backends = build_backends(config)
         self.metrics = Metrics()
-        self._tracker = CacheTracker()
+        self._tracker = CacheTracker(clock)
         self._registry = BackendRegistry(backends, catalog or build_catalog(config), self._tracker)
         self._env = RunEnvironment(
             config=config,
@@ -392,7 +397,11 @@ class Engine:
         return self._registry.healths()
 
     def cached_models(self) -> list[CachedModel]:
-        """Every model resident in a backend, most recently used first."""
+        """Every model resident in a backend, most recently used first.
+
+        As of the last time the backends were asked (after every query, on every refresh),
+        less the models whose backend has let them go since (past their `expires_at`).
+        """
         return self._tracker.resident()
 
     def installed_names(self) -> set[str]:
@@ -446,9 +455,14 @@ class Engine:
             )
 
     def stats(self) -> dict[str, object]:
-        """What `getMemoryStats` reported in the original: system, models, settings, metrics."""
+        """What `getMemoryStats` reported in the original: system, models, settings, metrics.
+
+        A resident model's `size_mb` is None when its backend reports no size, and so is
+        `resident_total_mb` then: a size nobody measured is not 0.
+        """
         profile = self.sample()
         resident = self._tracker.resident()
+        total = self._tracker.total_mb()
         return {
             "system": memory_json(profile, self.pressure(profile)),
             "models": {
@@ -456,7 +470,7 @@ class Engine:
                     {
                         "name": m.name,
                         "backend": m.backend,
-                        "size_mb": round(m.size_mb, 1),
+                        "size_mb": round(m.size_mb, 1) if m.size_mb is not None else None,
                         "vram_mb": round(m.vram_mb, 1),
                         "context_length": m.context_length,
                         "expires_at": m.expires_at,
@@ -465,7 +479,7 @@ class Engine:
                     }
                     for m in resident
                 ],
-                "resident_total_mb": round(self._tracker.total_mb(), 1),
+                "resident_total_mb": round(total, 1) if total is not None else None,
                 "installed": sorted(self._registry.installed_names()),
             },
             "optimization": msgspec.to_builtins(self.config.optimization),
@@ -610,7 +624,7 @@ class Engine:
         if self._tracker.get(model) is not None:
             return CacheActionResult(True, f"{model} is already loaded")
         profile = self.sample()
-        evictable = self._tracker.total_mb() if evict_others else 0.0
+        evictable = self._tracker.known_total_mb() if evict_others else 0.0
         num_ctx = planned_context(spec, profile, self.config, evictable_mb=evictable)
         need_mb = spec.estimate(num_ctx).total_mb
         room = plan_room(

@@ -188,6 +188,7 @@ async def run_query(
     started = time.perf_counter()
     attempt: _Attempt | None = None
     unreachable: set[str] = set()
+    used_local: dict[str, Backend] = {}
     for index, name in enumerate(chain):
         following = chain[index + 1] if index + 1 < len(chain) else None
         prepared = _prepare(
@@ -198,6 +199,8 @@ async def run_query(
         else:
             attempt = prepared
             state.model = name
+            if attempt.spec.local:
+                used_local[attempt.backend.name] = attempt.backend
             try:
                 done = await _run_attempt(
                     env, query, attempt, tried, state, emit, emit_text, started
@@ -216,6 +219,7 @@ async def run_query(
                 env.out_of_memory.pop(name, None)
                 _record(env, attempt, started, errors, done, state)
                 env.usage.append(UsageRecord(plan.complexity.level.value, name, time.time()))
+                await _resync(env, used_local, unreachable)
                 return done
         tried.append(name)
         if following is not None:
@@ -223,6 +227,7 @@ async def run_query(
     error = errors[-1] if errors else NemoError("no model could answer")
     if attempt is not None:
         _record(env, attempt, started, errors, None, state)
+    await _resync(env, used_local, unreachable)
     return Failed(query.id, error, state.text, state.model or chain[-1])
 
 
@@ -272,10 +277,10 @@ async def _run_attempt(
 ) -> Done:
     spec, backend = attempt.spec, attempt.backend
     options = env.options(query, attempt.num_ctx, attempt.num_batch)
-    cache_hit: bool | None = None
+    loaded_before: bool | None = False
     load_s: float | None = None
     if spec.local:
-        cache_hit, load_s = await _make_room_and_load(env, query.id, attempt, options, emit)
+        loaded_before, load_s = await _make_room_and_load(env, query.id, attempt, options, emit)
     sent_tokens, exact = await _count_prompt(backend, spec.name, attempt.prompt)
     request_started = time.perf_counter()
     first_token_s: float | None = None
@@ -358,7 +363,8 @@ async def _run_attempt(
         load_s=load_s,
         first_token_s=first_token_s,
         total_s=total_s,
-        cache_hit=cache_hit,
+        cache_hit=_cache_hit(loaded_before, end.cold_start) if spec.local else None,
+        local=spec.local,
         reduction_pct=attempt.prompt.reduction_pct,
         fallbacks=tuple(tried),
     )
@@ -372,16 +378,20 @@ def _server_of(env: RunEnvironment, backend: Backend) -> str:
 
 async def _make_room_and_load(
     env: RunEnvironment, query_id: int, attempt: _Attempt, options: GenerationOptions, emit: Emit
-) -> tuple[bool, float | None]:
+) -> tuple[bool | None, float | None]:
     """Evict what must go, then load the model unless it is resident with the same context.
 
+    Whether it is resident is the engine's belief, good for planning only: the server's own
+    word on whether it had to load the model decides the cache hit (see `_cache_hit`).
+
     Returns:
-        Whether it was a cache hit, and the measured load time when it was not.
+        Whether the server says the load it was asked for loaded the model (False when none
+        was asked for), and the measured time of that load.
     """
     spec, backend = attempt.spec, attempt.backend
     resident = env.tracker.get(spec.name)
     if resident is not None and resident.context_length in (None, attempt.num_ctx):
-        return True, None
+        return False, None
     profile = env.sampler.sample()
     need_mb = spec.estimate(attempt.num_ctx).total_mb
     others = [m for m in env.tracker.resident() if m.name != spec.name]
@@ -392,11 +402,37 @@ async def _make_room_and_load(
         emit(Notice(query_id, room.reason, warning=True))
     emit(Loading(query_id, spec.name, backend.name))
     load_started = time.perf_counter()
-    await backend.preload(spec.name, options)
+    loaded = await backend.preload(spec.name, options)
     load_s = time.perf_counter() - load_started
     env.tracker.record_load(backend.name, spec.name, need_mb, attempt.num_ctx)
-    await env.registry.sync_loaded()
-    return False, load_s
+    await env.registry.sync_backend(backend)
+    return loaded, load_s
+
+
+def _cache_hit(loaded_before: bool | None, loaded_for_answer: bool | None) -> bool | None:
+    """Whether a query found its model in memory, by what the server reported.
+
+    A miss when the preload or the answer itself loaded the model (an expired or evicted model
+    is reloaded by the answer, whatever the engine believed); a hit when the server says
+    neither did; None when it does not say, rather than a guess.
+    """
+    if loaded_before or loaded_for_answer:
+        return False
+    if loaded_before is None or loaded_for_answer is None:
+        return None
+    return True
+
+
+async def _resync(env: RunEnvironment, used: dict[str, Backend], unreachable: set[str]) -> None:
+    """Re-read what the local backends a query used hold now.
+
+    A load may have made the server evict other models, or the model may have expired and been
+    reloaded, so the record of loaded models is set to what the servers report after every
+    query; a server found unreachable is not asked again.
+    """
+    for name, backend in used.items():
+        if name not in unreachable:
+            await env.registry.sync_backend(backend)
 
 
 async def evict(

@@ -85,9 +85,15 @@ class BackendRegistry:
         return names
 
     def resident(self) -> dict[str, ResidentModel]:
-        """Loaded models as the recommender sees them."""
+        """Loaded models as the recommender sees them.
+
+        One whose backend reports no size counts as 0 MB there: the recommender adds resident
+        sizes up as memory that unloading would free, and nobody measured this one's.
+        """
         return {
-            m.name: ResidentModel(m.name, m.size_mb, m.context_length)
+            m.name: ResidentModel(
+                m.name, m.size_mb if m.size_mb is not None else 0.0, m.context_length
+            )
             for m in self.tracker.resident()
         }
 
@@ -108,13 +114,17 @@ class BackendRegistry:
     async def sync_loaded(self) -> None:
         """Re-read which models each up local backend holds in memory."""
         for backend in self._backends:
-            if not backend.local or not self.is_up(backend.name):
-                continue
-            try:
-                loaded = await backend.list_loaded()
-            except BackendError:
-                continue
-            self.tracker.sync(backend.name, [_cached(m) for m in loaded])
+            if backend.local and self.is_up(backend.name):
+                await self.sync_backend(backend)
+
+    async def sync_backend(self, backend: Backend) -> None:
+        """Re-read which models one backend holds in memory: one `list_loaded` (Ollama's
+        `/api/ps`); a backend that cannot answer keeps what was known."""
+        try:
+            loaded = await backend.list_loaded()
+        except BackendError:
+            return
+        self.tracker.sync(backend.name, [_cached(m) for m in loaded])
 
     async def _learn_installed(self, backend: Backend) -> None:
         try:

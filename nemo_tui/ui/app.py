@@ -33,6 +33,7 @@ from nemo_tui.ui.failures import failure_text
 from nemo_tui.ui.key_help import KeyHelp, key_help
 from nemo_tui.ui.messages import EngineBuilt
 from nemo_tui.ui.screens.main import MainScreen
+from nemo_tui.ui.screenshot import preserve_spaces
 from nemo_tui.ui.settings_store import SettingsStore
 from nemo_tui.ui.themes import DEFAULT_THEME, GAUGE_VARIABLES, LAST_RESORT_THEME, load_themes
 from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING
@@ -245,6 +246,15 @@ class NemoApp(App[None]):
             "Put every switch back to its default and save",
             screen.query_one(SettingsPanel).action_defaults,
         )
+
+    def export_screenshot(self, *, title: str | None = None, simplify: bool = False) -> str:
+        """Textual's SVG screenshot of the screen, with every space kept in any renderer.
+
+        Textual's screenshot command, `save_screenshot` and the snapshot tests all export
+        through here, so each picture of the dashboard keeps the space between a label and its
+        value (see `nemo_tui.ui.screenshot`).
+        """
+        return preserve_spaces(super().export_screenshot(title=title, simplify=simplify))
 
     def action_help(self) -> None:
         """Show every key binding."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -25,7 +26,7 @@ from nemo_tui.backends.base import (
     StreamEnd,
     TokenChunk,
 )
-from nemo_tui.backends.ollama import OllamaBackend
+from nemo_tui.backends.ollama import WARM_LOAD_MAX_S, OllamaBackend
 from nemo_tui.config import Config
 from nemo_tui.core.memory import SimulatedSampler
 from nemo_tui.engine import Engine
@@ -370,6 +371,59 @@ async def test_preload_sends_an_empty_chat_with_keep_alive_and_load_options() ->
     assert body["options"] == {"num_ctx": 8192, "num_batch": 256, "use_mmap": False}
 
 
+LOAD_REPLY = {"model": "llama3.1:8b", "done": True, "done_reason": "load"}
+"""Ollama's answer to a preload: no timings at all."""
+
+
+async def test_a_preload_answered_at_once_found_the_model_in_memory() -> None:
+    server = MockServer({("POST", "/api/chat"): (200, LOAD_REPLY)})
+    assert await backend(server).preload("llama3.1:8b", GenerationOptions()) is False
+
+
+async def test_a_preload_that_took_a_load_says_it_loaded_the_model() -> None:
+    def loading(request: httpx.Request) -> httpx.Response:
+        time.sleep(WARM_LOAD_MAX_S + 0.05)  # what a runner start costs, at the least
+        return httpx.Response(200, json=LOAD_REPLY)
+
+    server = MockServer({("POST", "/api/chat"): loading})
+    assert await backend(server).preload("llama3.1:8b", GenerationOptions()) is True
+
+
+async def test_a_preload_reply_with_a_load_duration_is_read_by_it() -> None:
+    reported = {**LOAD_REPLY, "load_duration": 1_200_000_000}
+    server = MockServer({("POST", "/api/chat"): (200, reported)})
+    assert await backend(server).preload("llama3.1:8b", GenerationOptions()) is True
+
+
+@pytest.mark.parametrize(
+    ("load_duration", "cold_start"),
+    [(22_418_300, False), (2_513_000_000, True), (None, None)],
+    ids=["warm", "loaded", "not-reported"],
+)
+async def test_an_answer_says_whether_ollama_loaded_the_model_for_it(
+    load_duration: int | None, cold_start: bool | None
+) -> None:
+    final = {k: v for k, v in FINAL.items() if k != "load_duration"}
+    if load_duration is not None:
+        final["load_duration"] = load_duration
+    events = await collect(
+        backend(streaming(final)).stream_chat("m", QUESTION, GenerationOptions())
+    )
+    end = events[-1]
+    assert isinstance(end, StreamEnd)
+    assert end.cold_start is cold_start
+
+
+@pytest.mark.parametrize("size", [0, None], ids=["zero", "absent"])
+async def test_a_loaded_model_without_a_size_has_an_unknown_size_not_0_mb(size: int | None) -> None:
+    entry = {k: v for k, v in PS_MODEL.items() if k != "size"}
+    if size is not None:
+        entry["size"] = size
+    server = MockServer({("GET", "/api/ps"): (200, {"models": [entry]})})
+    [model] = await backend(server).list_loaded()
+    assert model.size_mb is None
+
+
 async def test_preload_and_chat_send_identical_load_options_so_ollama_does_not_reload() -> None:
     server = MockServer({("POST", "/api/chat"): [(200, {"done": True}), (200, ndjson(FINAL))]})
     ollama = backend(server)
@@ -459,6 +513,7 @@ async def test_omitted_counts_are_unknown_not_zero() -> None:
             total_s=pytest.approx(3.5129834),
             finish_reason="stop",
             model="llama3.1:8b",
+            cold_start=False,
         )
     ]
 

@@ -134,7 +134,7 @@ async def test_vllm_reports_its_max_model_len_and_no_size() -> None:
     server = MockServer({("GET", "/v1/models"): (200, VLLM_MODELS)})
     [model] = await backend(server).list_loaded()
     assert model.context_length == 32768
-    assert model.size_mb == 0.0
+    assert model.size_mb is None
 
 
 async def test_a_server_listing_several_models_reports_none_as_loaded() -> None:
@@ -555,6 +555,47 @@ async def test_an_asleep_llama_server_holds_no_model_in_memory() -> None:
     )
 
     assert await backend(server).list_loaded() == []
+
+
+def listing_server(
+    models: dict[str, object], props: list[tuple[int, object]] | None = None
+) -> MockServer:
+    """A server listing `models` that answers every question, with llama.cpp's `/props` replies
+    (in order) when given."""
+    server = chat((200, SPEC_STREAM))
+    server.routes[("GET", "/v1/models")] = [(200, models)]
+    if props is not None:
+        server.routes[("GET", "/props")] = props
+    return server
+
+
+async def cold_starts(server: MockServer, answers: int = 1) -> list[bool | None]:
+    """Whether each of `answers` answers paid a load, after the server was listed once."""
+    openai = backend(server)
+    await openai.list_installed()
+    ends = [
+        (await collect(openai.stream_chat("m", QUESTION, GenerationOptions())))[-1]
+        for _ in range(answers)
+    ]
+    return [end.cold_start for end in ends if isinstance(end, StreamEnd)]
+
+
+async def test_a_llama_server_serving_its_model_answers_without_a_load() -> None:
+    assert await cold_starts(listing_server(LLAMA_CPP_MODELS, [(200, PROPS)])) == [False]
+
+
+async def test_a_llama_server_that_fell_asleep_between_answers_loads_for_the_next() -> None:
+    asleep = {**PROPS, "is_sleeping": True}
+    server = listing_server(LLAMA_CPP_MODELS, [(200, PROPS), (200, asleep)])
+    assert await cold_starts(server, answers=2) == [False, True]
+
+
+async def test_vllm_holds_its_one_model_from_its_start() -> None:
+    assert await cold_starts(listing_server(VLLM_MODELS)) == [False]
+
+
+async def test_a_server_listing_several_models_cannot_tell_whether_it_loaded_one() -> None:
+    assert await cold_starts(listing_server(LM_STUDIO_MODELS)) == [None]
 
 
 async def test_a_kept_alive_connection_closed_under_a_request_is_retried_once() -> None:

@@ -448,9 +448,11 @@ def with_model_server(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
     return cli.run(*args, "--config", cli.config(), "--simulate-memory", "16GB")
 
 
+@pytest.mark.integration
 def test_ask_streams_the_answer_to_stdout_and_a_summary_to_stderr(
     cli: Cli, ollama: FakeOllama
 ) -> None:
+    ollama.cold_load_s = 0.3  # as slow as a real load, so the server's report says it was one
     result = with_model_server(cli, "ask", "hi")
     assert result.returncode == 0, result.stderr
     assert result.stdout == ANSWER + "\n"
@@ -460,6 +462,7 @@ def test_ask_streams_the_answer_to_stdout_and_a_summary_to_stderr(
     assert "tinyllama" in ollama.loaded()
 
 
+@pytest.mark.integration
 def test_ask_json_emits_one_event_per_line_ending_with_done(cli: Cli, ollama: FakeOllama) -> None:
     result = with_model_server(cli, "ask", "hi", "--json")
     assert result.returncode == 0, result.stderr
@@ -472,6 +475,7 @@ def test_ask_json_emits_one_event_per_line_ending_with_done(cli: Cli, ollama: Fa
     assert done["model"] == "tinyllama" and done["tokens_out"] == 24
 
 
+@pytest.mark.integration
 def test_ask_keeps_the_partial_answer_when_the_stream_breaks(cli: Cli, ollama: FakeOllama) -> None:
     assert with_model_server(cli, "preload", "tinyllama").returncode == 0
     ollama.fail_next(Fault.DROP, after_tokens=3)
@@ -483,6 +487,7 @@ def test_ask_keeps_the_partial_answer_when_the_stream_breaks(cli: Cli, ollama: F
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.integration
 def test_ask_for_an_unknown_model_is_a_usage_error(cli: Cli, ollama: FakeOllama) -> None:
     line = assert_one_line_error(with_model_server(cli, "ask", "hi", "--model", "tinylama"), 2)
     assert "did you mean 'tinyllama'" in line
@@ -519,6 +524,7 @@ def test_ask_with_no_backend_up_names_the_backends_and_the_fix(cli: Cli) -> None
     assert "ollama serve" in result.stderr
 
 
+@pytest.mark.integration
 def test_models_json_lists_installed_and_loaded_models(cli: Cli, ollama: FakeOllama) -> None:
     assert with_model_server(cli, "preload", "tinyllama").returncode == 0
     result = with_model_server(cli, "models", "--json")
@@ -531,6 +537,7 @@ def test_models_json_lists_installed_and_loaded_models(cli: Cli, ollama: FakeOll
     assert not rows["biomistral:7b"]["installed"]
 
 
+@pytest.mark.integration
 def test_preload_unload_and_clear_cache_change_what_the_server_holds(
     cli: Cli, ollama: FakeOllama
 ) -> None:
@@ -554,12 +561,70 @@ def test_preload_unload_and_clear_cache_change_what_the_server_holds(
     assert ollama.loaded() == {}
 
 
+@pytest.mark.integration
 def test_preload_of_an_unknown_model_is_a_usage_error(cli: Cli, ollama: FakeOllama) -> None:
     line = assert_one_line_error(with_model_server(cli, "preload", "phi3"), 2)
     assert "did you mean 'phi3:mini'" in line
     assert ollama.loaded() == {}
 
 
+class _Vllm(BaseHTTPRequestHandler):
+    """Serves one model and, like vLLM, says nothing about its size."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output clean."""
+
+    def do_GET(self) -> None:
+        if self.path == "/health":
+            self._reply(200, {})
+        elif self.path == "/v1/models":
+            model = {"id": "qwen2.5-7b-instruct", "object": "model", "max_model_len": 32768}
+            self._reply(200, {"object": "list", "data": [model]})
+        else:
+            self._reply(404, {"error": {"message": "Not Found", "code": 404}})
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def vllm() -> Iterator[str]:
+    """A vLLM-like server on loopback; yields its `/v1` URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Vllm)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.integration
+def test_a_loaded_model_of_unknown_size_is_null_in_json_and_unknown_in_text(
+    cli: Cli, vllm: str
+) -> None:
+    config = cli.config(NO_EMBEDDED + f"  openai:\n    enabled: true\n    url: {vllm}\n")
+    text = cli.run("models", "--config", config, "--simulate-memory", "16GB")
+    data = cli.json("models", "--json", "--config", config, "--simulate-memory", "16GB")
+    stats = cli.json("stats", "--json", "--config", config, "--simulate-memory", "16GB")
+    row = next(row for row in data["models"] if row["name"] == "qwen2.5-7b-instruct")
+    assert row["loaded"] is True
+    assert row["size_mb"] is None and row["vram_share"] is None
+    [resident] = stats["models"]["resident"]
+    assert resident["size_mb"] is None and stats["models"]["resident_total_mb"] is None
+    assert text.returncode == 0, text.stderr
+    [resident_line] = [line for line in text.stdout.splitlines() if "resident" in line]
+    assert resident_line.split() == ["resident,", "size", "unknown,", "kept", "until", "unloaded"]
+
+
+@pytest.mark.integration
 def test_stats_json_has_its_sections_and_remembers_earlier_queries(
     cli: Cli, ollama: FakeOllama
 ) -> None:
@@ -632,7 +697,14 @@ def gemini_config(cli: Cli, url: str) -> str:
 
 @pytest.mark.parametrize(
     "args",
-    [("status",), ("status", "--json"), ("stats", "--json"), ("check-config",), ("models",)],
+    [
+        ("status",),
+        ("status", "--json"),
+        # These two ask the servers; the others only read the config and the machine.
+        pytest.param(("stats", "--json"), marks=pytest.mark.integration),
+        ("check-config",),
+        pytest.param(("models",), marks=pytest.mark.integration),
+    ],
 )
 def test_the_gemini_key_never_appears_in_reports(
     cli: Cli, ollama: FakeOllama, leaky_gemini: str, args: tuple[str, ...]
@@ -646,6 +718,7 @@ def test_the_gemini_key_never_appears_in_reports(
     assert SECRET not in result.stdout + result.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
 def test_the_gemini_key_never_appears_when_an_answer_fails(
     cli: Cli, leaky_gemini: str, json_flag: tuple[str, ...]
@@ -683,6 +756,7 @@ HOSTILE_ANSWER = (
 and clear the screen."""
 
 
+@pytest.mark.integration
 def test_ask_strips_control_sequences_from_the_answer(cli: Cli, ollama: FakeOllama) -> None:
     ollama.answer = HOSTILE_ANSWER
     result = with_model_server(cli, "ask", "hi")
@@ -691,6 +765,7 @@ def test_ask_strips_control_sequences_from_the_answer(cli: Cli, ollama: FakeOlla
     assert "\x1b" not in result.stderr
 
 
+@pytest.mark.integration
 def test_ask_json_keeps_the_answer_exact(cli: Cli, ollama: FakeOllama) -> None:
     ollama.answer = HOSTILE_ANSWER
     result = with_model_server(cli, "ask", "hi", "--json")
@@ -700,6 +775,7 @@ def test_ask_json_keeps_the_answer_exact(cli: Cli, ollama: FakeOllama) -> None:
     assert "".join(e["text"] for e in events if e["event"] == "token") == "".join(HOSTILE_ANSWER)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
 def test_ask_survives_a_lone_surrogate_in_the_answer(
     cli: Cli, ollama: FakeOllama, json_flag: tuple[str, ...]
@@ -716,6 +792,7 @@ def test_ask_survives_a_lone_surrogate_in_the_answer(
         assert result.stdout == "broken \ufffd pair\n"
 
 
+@pytest.mark.integration
 def test_an_answer_a_latin1_terminal_cannot_show_is_shown_with_replacements(
     cli: Cli, ollama: FakeOllama
 ) -> None:
@@ -733,6 +810,7 @@ def test_an_answer_a_latin1_terminal_cannot_show_is_shown_with_replacements(
     assert result.stdout == "arrow ? here\n"
 
 
+@pytest.mark.integration
 def test_a_server_error_is_shown_without_its_control_sequences(
     cli: Cli, ollama: FakeOllama
 ) -> None:
@@ -744,6 +822,7 @@ def test_a_server_error_is_shown_without_its_control_sequences(
     assert "\x1b" not in result.stdout + result.stderr
 
 
+@pytest.mark.integration
 def test_models_shows_server_names_and_versions_without_control_sequences(cli: Cli) -> None:
     names = ["x[/]", "/models/foo[Q4].gguf", "evil\x1b]0;pwned\x07name"]
     fakes = [FakeModel(name, weights_mb=600.0) for name in names]

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from nemo_tui.backends.base import BackendError, GenerationOptions, OutOfMemory, StreamBroken
+from nemo_tui.backends.base import (
+    BackendError,
+    ChatMessage,
+    GenerationOptions,
+    OutOfMemory,
+    StreamBroken,
+    StreamEnd,
+    StreamEvent,
+)
 from nemo_tui.config import Config
 from nemo_tui.core.catalog import Catalog, ModelSpec, Tier
 from nemo_tui.core.complexity import Complexity
@@ -117,6 +126,30 @@ async def test_second_query_is_a_cache_hit_and_counts_in_metrics() -> None:
     assert not any(isinstance(e, Loading) for e in events)
     assert backend.calls.count(("preload", "smollm2:135m")) == 1
     assert engine.metrics.cache_hit_rate == pytest.approx(0.5)
+
+
+class SilentBackend(ScriptedBackend):
+    """A server that never says whether it had to load a model."""
+
+    async def preload(self, model: str, options: GenerationOptions) -> bool | None:
+        await super().preload(model, options)
+        return None
+
+    async def stream_chat(
+        self, model: str, messages: list[ChatMessage], options: GenerationOptions
+    ) -> AsyncIterator[StreamEvent]:
+        async for event in super().stream_chat(model, messages, options):
+            yield replace(event, cold_start=None) if isinstance(event, StreamEnd) else event
+
+
+async def test_when_the_server_does_not_say_the_cache_hit_is_unknown_not_guessed() -> None:
+    engine = await started([SilentBackend()])
+    try:
+        answers = [(await collect(engine, Query(text)))[-1] for text in ("hi", "hello again")]
+    finally:
+        await engine.aclose()
+    assert [a.cache_hit for a in answers if isinstance(a, Done)] == [None, None]
+    assert engine.metrics.cache_hit_rate is None
 
 
 async def test_hundred_queries_complete_in_submission_order() -> None:
@@ -586,7 +619,9 @@ def writers() -> Catalog:
     )
 
 
-async def on_a_4gb_machine(sizes_mb: dict[str, float]) -> tuple[Engine, ScriptedBackend]:
+async def on_a_4gb_machine(
+    sizes_mb: dict[str, float | None],
+) -> tuple[Engine, ScriptedBackend]:
     """An engine on a simulated 4 GB machine where other programs use 600 MB."""
     ollama = ScriptedBackend("ollama", ("writer-a", "writer-b"), sizes_mb=sizes_mb)
     engine = Engine(
@@ -630,10 +665,10 @@ async def test_a_model_loaded_on_a_simulated_machine_counts_in_its_memory() -> N
 
 
 async def test_a_loaded_model_of_unknown_size_counts_its_catalog_estimate() -> None:
-    engine, _ = await on_a_4gb_machine({"writer-a": 0.0})
+    engine, _ = await on_a_4gb_machine({"writer-a": None})
     try:
         assert (await engine.preload("writer-a")).ok
-        assert engine.cached_models()[0].size_mb == 0
+        assert engine.cached_models()[0].size_mb is None
         used = engine.sample().used_mb
     finally:
         await engine.aclose()

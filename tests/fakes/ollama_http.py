@@ -27,7 +27,6 @@ from tests.fakes.ollama_wire import (
     answer_chunk,
     final_fields,
     int_option,
-    ns,
     parse_keep_alive,
     prompt_tokens,
 )
@@ -148,8 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.pause(fake.cold_load_s)
             load_s = time.perf_counter() - started
             if not messages:
-                final = {"done": True, "done_reason": "load", "load_duration": ns(load_s)}
-                self._reply(model, stream, chat, final)
+                # Ollama's load reply carries no timings, not even load_duration.
+                self._reply(model, stream, chat, {"done": True, "done_reason": "load"})
                 return
             self._answer(runner, messages, options, stream, chat, fault, started, load_s)
         finally:

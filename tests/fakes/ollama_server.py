@@ -84,7 +84,9 @@ class FakeOllama:
         models: What `/api/tags` lists and the server can load.
         memory_limit_mb: Memory all loaded models may use together; None means unlimited.
         tokens_per_s: Streaming rate; 0 streams as fast as possible.
-        cold_load_s: How long a cold load or a reload really takes (and is reported).
+        cold_load_s: How long a cold load or a reload really takes (and is reported). Under
+            `ollama.WARM_LOAD_MAX_S` (0.15 s) nemo-tui's client takes it for a model found in
+            memory, as a real Ollama never loads that fast; tests of cache hits use a longer one.
         default_keep_alive_s: Used on first load when a request has no `keep_alive` (5m).
         default_num_ctx: `num_ctx` when a request gives none.
         answer_tokens: Length of an answer when `num_predict` does not cut it short.

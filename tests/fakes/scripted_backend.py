@@ -42,7 +42,8 @@ class ScriptedBackend:
         name: The backend name the catalog's models refer to (e.g. `ollama` or `embedded`).
         models: Installed model names.
         local: Whether it counts as local.
-        sizes_mb: Resident size reported once a model is loaded.
+        sizes_mb: Resident size reported once a model is loaded; None reports none, as vLLM
+            does.
     """
 
     def __init__(
@@ -51,7 +52,7 @@ class ScriptedBackend:
         models: tuple[str, ...] = ("smollm2:135m",),
         *,
         local: bool = True,
-        sizes_mb: dict[str, float] | None = None,
+        sizes_mb: dict[str, float | None] | None = None,
         up: bool = True,
     ) -> None:
         self.name = name
@@ -88,10 +89,12 @@ class ScriptedBackend:
     async def model_metadata(self, model: str) -> ModelArchitecture | None:
         return None
 
-    async def preload(self, model: str, options: GenerationOptions) -> None:
+    async def preload(self, model: str, options: GenerationOptions) -> bool:
         self.calls.append(("preload", model))
         self._check(model)
+        cold = self.loaded.get(model) != options.num_ctx
         self.loaded[model] = options.num_ctx
+        return cold
 
     async def unload(self, model: str) -> float | None:
         self.calls.append(("unload", model))
@@ -104,6 +107,8 @@ class ScriptedBackend:
         self.calls.append(("chat", model))
         self.prompts.append(messages[-1].content)
         script = self.scripts.get(model, self.script)
+        # Like a real server, one that serves a model it did not hold had to load it first.
+        cold_start = model not in self.loaded if self.local else None
         try:
             self._check(model)
             if script.error is not None and script.error_after_tokens == 0:
@@ -121,6 +126,7 @@ class ScriptedBackend:
                 completion_tokens=len(script.tokens),
                 finish_reason="stop",
                 model=model,
+                cold_start=cold_start,
             )
         finally:
             self.closed_streams += 1

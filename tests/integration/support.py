@@ -63,17 +63,24 @@ class LlamaServer:
         """End the server at once (SIGKILL), as a crash or the OOM killer would."""
         self.process.kill()
         self.process.wait(timeout=10)
+        self._close_pipes()
 
     def stop(self) -> None:
         """Close its stdin, which ends it; kill it if it lingers."""
-        if self.process.poll() is not None:
-            return
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def start_llama_server(
@@ -104,7 +111,7 @@ def start_llama_server(
     process.stdin.flush()
     reply = json.loads(process.stdout.readline() or b"{}")
     if "url" not in reply:
-        process.kill()
+        LlamaServer(process, "", log).kill()
         pytest.fail(f"llama-server did not start: {reply} {log.read_text(errors='replace')}")
     server = LlamaServer(process, f"{reply['url']}/v1", log)
     deadline = time.monotonic() + _SERVER_START_DEADLINE_S

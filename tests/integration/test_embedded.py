@@ -38,10 +38,14 @@ from nemo_tui.backends.embedded import (
     embedded_unavailable_reason,
 )
 from nemo_tui.config import Config, parse_config
+from nemo_tui.core.memory import SimulatedSampler
+from nemo_tui.engine import Engine
+from nemo_tui.events import Done, Query
 
 from .support import close_stream
 
-pytestmark = pytest.mark.integration
+# `integration` goes on each test that runs llama.cpp workers or talks to one; the rest only
+# read the model file or the config (see tests/conftest.py).
 
 MODEL = DEFAULT_MODEL_NAME
 QUESTION = [ChatMessage("user", "Name three colours of the rainbow.")]
@@ -76,6 +80,7 @@ def worker_pids() -> set[int]:
     }
 
 
+@pytest.mark.integration
 async def test_streams_an_answer_with_counts_and_timings(embedded: EmbeddedBackend) -> None:
     events: list[StreamEvent] = [e async for e in embedded.stream_chat(MODEL, QUESTION, SHORT)]
 
@@ -91,10 +96,11 @@ async def test_streams_an_answer_with_counts_and_timings(embedded: EmbeddedBacke
     assert end.completion_tokens is not None and 0 < end.completion_tokens <= 16
     assert end.finish_reason in ("stop", "length")
     assert end.model == MODEL
-    assert end.load_s is not None and end.load_s > 0
+    assert end.load_s is not None and end.load_s > 0 and end.cold_start is True
     assert end.eval_s is not None and end.total_s is not None and end.total_s >= end.eval_s
 
 
+@pytest.mark.integration
 async def test_the_limit_on_generated_tokens_is_exact(embedded: EmbeddedBackend) -> None:
     story = [ChatMessage("user", "Write a long story about a dragon who learns to bake bread.")]
 
@@ -104,16 +110,50 @@ async def test_the_limit_on_generated_tokens_is_exact(embedded: EmbeddedBackend)
     assert end.completion_tokens == 8
 
 
+@pytest.mark.integration
 async def test_a_second_request_reuses_the_loaded_model(embedded: EmbeddedBackend) -> None:
     await collect(embedded, QUESTION, SHORT)
     pids = worker_pids()
     _, end = await collect(embedded, QUESTION, SHORT)
 
-    assert end.load_s == 0.0
+    assert (end.load_s, end.cold_start) == (0.0, False)
     assert [m.name for m in await embedded.list_loaded()] == [MODEL]
     assert worker_pids() == pids and len(pids) == 1
 
 
+@pytest.mark.integration
+async def test_a_cache_hit_is_whether_the_worker_had_to_start_not_what_the_engine_believes(
+    smollm2_path: Path, tmp_path: Path
+) -> None:
+    backend = EmbeddedBackend({MODEL: smollm2_path}, log_dir=tmp_path)
+    engine = Engine(
+        Config(),
+        sampler=SimulatedSampler(16 * 1024, 12 * 1024),
+        backends=[backend],
+        monitor=False,
+    )
+    await engine.start()
+
+    async def ask(text: str) -> Done:
+        done = await engine.submit(Query(text, model=MODEL, max_tokens=4)).result()
+        assert isinstance(done, Done)
+        return done
+
+    try:
+        answers = [await ask("Name a colour."), await ask("Name a fruit.")]
+        await backend.unload(MODEL)  # behind the engine's back
+        believed = [m.name for m in engine.cached_models()]
+        answers.append(await ask("Name a tree."))
+        rate = engine.metrics.cache_hit_rate
+    finally:
+        await engine.aclose()
+
+    assert believed == [MODEL]
+    assert [done.cache_hit for done in answers] == [False, True, False]
+    assert rate == pytest.approx(1 / 3)
+
+
+@pytest.mark.integration
 async def test_closing_the_stream_stops_it_and_the_model_stays_usable(
     embedded: EmbeddedBackend,
 ) -> None:
@@ -132,6 +172,7 @@ async def test_closing_the_stream_stops_it_and_the_model_stays_usable(
     assert end.load_s == 0.0  # the cancelled answer left the same worker loaded
 
 
+@pytest.mark.integration
 async def test_cancelling_while_the_prompt_is_read_stops_llama_cpp_within_a_batch(
     embedded: EmbeddedBackend,
 ) -> None:
@@ -164,6 +205,7 @@ async def test_cancelling_while_the_prompt_is_read_stops_llama_cpp_within_a_batc
     assert after_cancel_s < projected_read_s / 2
 
 
+@pytest.mark.integration
 async def test_closing_the_backend_ends_a_running_stream(
     smollm2_path: Path, tmp_path: Path
 ) -> None:
@@ -179,6 +221,7 @@ async def test_closing_the_backend_ends_a_running_stream(
     assert worker_pids() == set()
 
 
+@pytest.mark.integration
 async def test_closing_the_backend_during_a_load_ends_the_load_at_once(
     smollm2_path: Path, tmp_path: Path
 ) -> None:
@@ -194,6 +237,7 @@ async def test_closing_the_backend_during_a_load_ends_the_load_at_once(
     assert worker_pids() == set()
 
 
+@pytest.mark.integration
 async def test_closing_the_backend_while_a_prompt_is_read_takes_under_a_second(
     smollm2_path: Path, tmp_path: Path
 ) -> None:
@@ -217,6 +261,7 @@ async def test_closing_the_backend_while_a_prompt_is_read_takes_under_a_second(
     assert worker_pids() == set()
 
 
+@pytest.mark.integration
 async def test_a_resident_model_is_unloaded_without_waiting_for_another_to_load(
     smollm2_path: Path, tmp_path: Path
 ) -> None:
@@ -241,6 +286,7 @@ async def test_a_resident_model_is_unloaded_without_waiting_for_another_to_load(
     assert loaded == [MODEL]
 
 
+@pytest.mark.integration
 async def test_load_reports_the_workers_memory_and_unload_ends_it(
     embedded: EmbeddedBackend, smollm2_path: Path
 ) -> None:
@@ -261,6 +307,7 @@ async def test_load_reports_the_workers_memory_and_unload_ends_it(
     assert await embedded.list_loaded() == []
 
 
+@pytest.mark.integration
 async def test_a_larger_context_restarts_the_worker(embedded: EmbeddedBackend) -> None:
     await embedded.preload(MODEL, GenerationOptions(num_ctx=512))
     await embedded.preload(MODEL, GenerationOptions(num_ctx=1024))
@@ -271,6 +318,7 @@ async def test_a_larger_context_restarts_the_worker(embedded: EmbeddedBackend) -
     assert len(worker_pids()) == 1
 
 
+@pytest.mark.integration
 async def test_the_least_recently_used_model_makes_room(smollm2_path: Path, tmp_path: Path) -> None:
     copy = tmp_path / "second.gguf"
     shutil.copyfile(smollm2_path, copy)
@@ -287,6 +335,7 @@ async def test_the_least_recently_used_model_makes_room(smollm2_path: Path, tmp_
     assert len(pids) == 1
 
 
+@pytest.mark.integration
 async def test_keep_alive_zero_unloads_after_the_answer(embedded: EmbeddedBackend) -> None:
     options = GenerationOptions(num_ctx=512, max_tokens=4, keep_alive=0)
 
@@ -296,6 +345,7 @@ async def test_keep_alive_zero_unloads_after_the_answer(embedded: EmbeddedBacken
     assert worker_pids() == set()
 
 
+@pytest.mark.integration
 async def test_a_prompt_longer_than_the_context_is_refused(embedded: EmbeddedBackend) -> None:
     too_long = [ChatMessage("user", "word " * 800)]
 
@@ -307,6 +357,7 @@ async def test_a_prompt_longer_than_the_context_is_refused(embedded: EmbeddedBac
     assert text.strip()
 
 
+@pytest.mark.integration
 async def test_tokenize_counts_exactly_once_the_model_is_loaded(embedded: EmbeddedBackend) -> None:
     before = await embedded.tokenize(MODEL, "Hello world")
     await embedded.preload(MODEL, SHORT)
@@ -317,6 +368,7 @@ async def test_tokenize_counts_exactly_once_the_model_is_loaded(embedded: Embedd
     assert tokens == [19556, 905]
 
 
+@pytest.mark.integration
 async def test_a_worker_killed_mid_answer_is_out_of_memory_and_the_next_answer_works(
     embedded: EmbeddedBackend,
 ) -> None:
@@ -338,6 +390,7 @@ async def test_a_worker_killed_mid_answer_is_out_of_memory_and_the_next_answer_w
     assert text.strip() and end.load_s and end.load_s > 0
 
 
+@pytest.mark.integration
 async def test_the_worker_wants_its_key_and_does_not_show_it(embedded: EmbeddedBackend) -> None:
     await embedded.preload(MODEL, SHORT)
     [pid] = worker_pids()
@@ -353,6 +406,7 @@ async def test_the_worker_wants_its_key_and_does_not_show_it(embedded: EmbeddedB
     assert "api_key" not in " ".join(worker.cmdline())
 
 
+@pytest.mark.integration
 async def test_a_worker_ends_when_nemo_tui_dies(smollm2_path: Path, tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
@@ -383,6 +437,7 @@ async def test_a_worker_ends_when_nemo_tui_dies(smollm2_path: Path, tmp_path: Pa
     assert not psutil.pid_exists(worker)
 
 
+@pytest.mark.integration
 async def test_llama_cpp_logs_only_errors_unless_verbose(
     smollm2_path: Path, tmp_path: Path
 ) -> None:
@@ -426,6 +481,7 @@ async def test_health_names_the_served_model_without_loading_llama_cpp(
     assert worker_pids() == set()
 
 
+@pytest.mark.integration
 async def test_a_configured_gguf_is_served_under_its_file_stem(
     smollm2_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -450,6 +506,7 @@ def test_the_default_config_serves_smollm2(smollm2_path: Path) -> None:
     assert create_embedded_backend(Config()) is not None
 
 
+@pytest.mark.integration
 async def test_a_corrupt_model_file_is_an_error_with_llama_cpps_reason(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 64)

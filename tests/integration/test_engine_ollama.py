@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+import httpx
 import msgspec
 import pytest
 
 from nemo_tui.backends.base import Backend, BackendUnavailable, ServerBusy, StreamBroken
-from nemo_tui.backends.ollama import OllamaBackend
+from nemo_tui.backends.ollama import WARM_LOAD_MAX_S, OllamaBackend
 from nemo_tui.config import Config
 from nemo_tui.core.complexity import Complexity
 from nemo_tui.core.memory import PressureLevel, SimulatedSampler
@@ -37,7 +38,8 @@ from tests.fakes import ANSWER_WORDS, DEFAULT_MODELS, FakeModel, FakeOllama, Fau
 
 from .support import free_port
 
-pytestmark = pytest.mark.integration
+# `integration` goes on each test that talks to the fake Ollama; Ollama being down is found
+# without talking to anything (see tests/conftest.py).
 
 TINY = FakeModel("tinyllama", weights_mb=608.0)
 PHI = next(m for m in DEFAULT_MODELS if m.name == "phi3:mini")
@@ -54,6 +56,11 @@ BIO = FakeModel(
 ANSWER = " ".join(ANSWER_WORDS[:24])
 """What the fake streams for every question (24 tokens by default)."""
 FIRST_THREE = " ".join(ANSWER_WORDS[:3])
+COLD_LOAD_S = 2 * WARM_LOAD_MAX_S
+"""A load as slow as a real Ollama's, so what the server reports tells a load from a warm start
+(the fake's default load is quicker than any real one)."""
+KEEP_ALIVE_S = 30 * 60
+"""How long the engine asks Ollama to keep a model (`running` sets `30m`)."""
 E = TypeVar("E")
 
 
@@ -88,6 +95,27 @@ def server() -> Iterator[FakeOllama]:
     assert fake.handler_errors == []
 
 
+@pytest.fixture
+def slow_loads() -> Iterator[FakeOllama]:
+    """The fake with loads that take as long as a real Ollama's."""
+    with FakeOllama([TINY, PHI], cold_load_s=COLD_LOAD_S) as fake:
+        yield fake
+    assert fake.handler_errors == []
+
+
+class WallClock:
+    """The engine's clock, moved by hand along with the fake server's."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @asynccontextmanager
 async def running(
     url: str,
@@ -95,12 +123,14 @@ async def running(
     config: Config | None = None,
     sampler: SimulatedSampler | None = None,
     extra: tuple[Backend, ...] = (),
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Engine]:
     engine = Engine(
         config or Config(),
         sampler=sampler or SimulatedSampler(16 * 1024, 12 * 1024),
         backends=[OllamaBackend(url, keep_alive="30m"), *extra],
         monitor=False,
+        clock=clock,
     )
     await engine.start()
     try:
@@ -128,11 +158,20 @@ async def wait_for(condition: Callable[[], bool], deadline_s: float = 5.0) -> No
             await asyncio.sleep(0.02)
 
 
+async def load_behind_the_engines_back(server: FakeOllama, model: str) -> None:
+    """Load a model the way another Ollama client would."""
+    async with httpx.AsyncClient(base_url=server.url) as other_client:
+        body = {"model": model, "messages": [], "stream": False, "keep_alive": "10m"}
+        reply = await other_client.post("/api/chat", json=body)
+    assert reply.status_code == 200, reply.text
+
+
 # -- preload and cache -------------------------------------------------------------------------
 
 
-async def test_second_query_is_a_cache_hit_without_a_reload(server: FakeOllama) -> None:
-    async with running(server.url) as engine:
+@pytest.mark.integration
+async def test_second_query_is_a_cache_hit_without_a_reload(slow_loads: FakeOllama) -> None:
+    async with running(slow_loads.url) as engine:
         first = await ask(engine, low())
         second = await ask(engine, low("hello again"))
     assert of_type(first, Loading) and not of_type(second, Loading)
@@ -140,10 +179,91 @@ async def test_second_query_is_a_cache_hit_without_a_reload(server: FakeOllama) 
     assert isinstance(done_first, Done) and isinstance(done_second, Done)
     assert done_first.text == ANSWER and done_second.text == ANSWER
     assert (done_first.cache_hit, done_second.cache_hit) == (False, True)
-    assert "tinyllama" in server.loaded()
-    assert (server.loads, server.reloads) == (1, 0)
+    assert "tinyllama" in slow_loads.loaded()
+    assert (slow_loads.loads, slow_loads.reloads) == (1, 0)
 
 
+@pytest.mark.integration
+async def test_a_model_ollama_let_expire_is_a_miss_and_the_hit_rate_does_not_rise(
+    slow_loads: FakeOllama,
+) -> None:
+    async with running(slow_loads.url) as engine:
+        assert (await engine.preload("tinyllama")).ok
+        warm = final(await ask(engine, low()))
+        slow_loads.advance_clock(KEEP_ALIVE_S + 60)
+        assert slow_loads.loaded() == {}
+        # Nobody told the engine: as far as it knows, the model is still loaded.
+        assert [m.name for m in engine.cached_models()] == ["tinyllama"]
+        cold = final(await ask(engine, low("hello again")))
+        rate = engine.metrics.cache_hit_rate
+    assert isinstance(warm, Done) and warm.cache_hit is True
+    assert isinstance(cold, Done) and cold.cache_hit is False
+    assert cold.load_s is not None and cold.load_s >= COLD_LOAD_S
+    assert rate == pytest.approx(0.5)
+    assert slow_loads.loads == 2
+
+
+@pytest.mark.integration
+async def test_a_model_the_server_evicted_for_another_clients_model_is_a_miss() -> None:
+    # Room for one of the two: loading phi3:mini evicts an idle tinyllama, as Ollama does.
+    with FakeOllama(
+        [TINY, PHI], memory_limit_mb=4000, evict_to_fit=True, cold_load_s=COLD_LOAD_S
+    ) as server:
+        async with running(server.url) as engine:
+            answers = [final(await ask(engine, low())), final(await ask(engine, low("again")))]
+            await load_behind_the_engines_back(server, "phi3:mini")
+            assert set(server.loaded()) == {"phi3:mini"}
+            answers.append(final(await ask(engine, low("and again"))))
+            rate = engine.metrics.cache_hit_rate
+            cached = [m.name for m in engine.cached_models()]
+        loaded = set(server.loaded())
+    hits = [answer.cache_hit for answer in answers if isinstance(answer, Done)]
+    assert hits == [False, True, False]
+    assert rate == pytest.approx(1 / 3)
+    assert loaded == set(cached) == {"tinyllama"}
+    assert server.handler_errors == []
+
+
+@pytest.mark.integration
+async def test_after_each_query_the_loaded_models_are_the_servers_for_one_api_ps(
+    server: FakeOllama,
+) -> None:
+    async with running(server.url) as engine:
+        await ask(engine, low())
+        await load_behind_the_engines_back(server, "phi3:mini")
+        asked_before = len(server.requests_to("/api/ps"))
+        await ask(engine, low("again"))
+        asked = len(server.requests_to("/api/ps")) - asked_before
+        cached = {m.name: m for m in engine.cached_models()}
+    reported = server.loaded()
+    assert set(cached) == set(reported) == {"tinyllama", "phi3:mini"}
+    assert cached["phi3:mini"].size_mb == pytest.approx(reported["phi3:mini"])
+    assert asked == 1
+
+
+@pytest.mark.integration
+async def test_a_model_past_its_expiry_leaves_the_cached_models_without_asking_the_server(
+    server: FakeOllama,
+) -> None:
+    clock = WallClock()
+    async with running(server.url, clock=clock) as engine:
+        assert (await engine.preload("tinyllama")).ok
+        listed = [m.name for m in engine.cached_models()]
+        with_model = engine.sample().used_mb
+        requests = len(server.requests)
+        server.advance_clock(KEEP_ALIVE_S + 1)
+        clock.advance(KEEP_ALIVE_S + 1)
+        after = engine.cached_models()
+        without_model = engine.sample().used_mb
+        asked = len(server.requests) - requests
+    assert listed == ["tinyllama"]
+    assert after == []
+    assert asked == 0
+    # The simulated machine gets the memory back too.
+    assert with_model - without_model == pytest.approx(TINY.memory_mb(2048))
+
+
+@pytest.mark.integration
 async def test_preloaded_model_serves_queries_with_the_load_options_it_was_loaded_with(
     server: FakeOllama,
 ) -> None:
@@ -156,6 +276,7 @@ async def test_preloaded_model_serves_queries_with_the_load_options_it_was_loade
     assert (server.loads, server.reloads) == (1, 0)
 
 
+@pytest.mark.integration
 async def test_a_model_that_does_not_fit_next_to_two_others_evicts_the_least_recently_used() -> (
     None
 ):
@@ -176,8 +297,9 @@ async def test_a_model_that_does_not_fit_next_to_two_others_evicts_the_least_rec
     assert server.handler_errors == []
 
 
+@pytest.mark.integration
 async def test_a_query_that_needs_room_unloads_the_least_recently_used_model_first() -> None:
-    with FakeOllama([TINY, PHI, BIO]) as server:
+    with FakeOllama([TINY, PHI, BIO], cold_load_s=COLD_LOAD_S) as server:
         # 20 GB, 7.8 GB in use by other programs: with phi3:mini and tinyllama loaded, 8.2 GB
         # are free (enough for the high tier) but only 4.2 GB fit under the 80% cache limit.
         twenty_gb = machine(total_mb=20 * 1024, base_used_mb=7800)
@@ -196,6 +318,7 @@ async def test_a_query_that_needs_room_unloads_the_least_recently_used_model_fir
     assert server.handler_errors == []
 
 
+@pytest.mark.integration
 async def test_a_simulated_4gb_machine_fills_up_and_evicts_as_a_real_one_would(
     server: FakeOllama,
 ) -> None:
@@ -219,6 +342,7 @@ async def test_a_simulated_4gb_machine_fills_up_and_evicts_as_a_real_one_would(
     assert engine.pressure(with_tiny) is PressureLevel.NORMAL
 
 
+@pytest.mark.integration
 async def test_out_of_memory_on_the_recommended_model_falls_back_to_a_smaller_one() -> None:
     with FakeOllama([TINY, PHI], memory_limit_mb=2000) as server:
         async with running(server.url) as engine:
@@ -234,6 +358,7 @@ async def test_out_of_memory_on_the_recommended_model_falls_back_to_a_smaller_on
     assert done.text == ANSWER
 
 
+@pytest.mark.integration
 async def test_with_caching_off_keep_alive_zero_is_sent_and_the_model_leaves_memory(
     server: FakeOllama,
 ) -> None:
@@ -264,6 +389,7 @@ async def test_ollama_down_at_start_fails_over_to_the_embedded_backend() -> None
     assert (done.model, done.backend, done.text) == ("smollm2:135m", "embedded", "Hello there.")
 
 
+@pytest.mark.integration
 async def test_dropped_stream_keeps_the_partial_answer_and_the_next_query_works(
     server: FakeOllama,
 ) -> None:
@@ -281,6 +407,7 @@ async def test_dropped_stream_keeps_the_partial_answer_and_the_next_query_works(
     assert isinstance(after, Done) and after.text == ANSWER
 
 
+@pytest.mark.integration
 async def test_server_killed_mid_stream_fails_cleanly_and_works_after_a_restart(
     server: FakeOllama,
 ) -> None:
@@ -309,6 +436,7 @@ async def test_server_killed_mid_stream_fails_cleanly_and_works_after_a_restart(
     assert isinstance(after, Done) and after.text == ANSWER
 
 
+@pytest.mark.integration
 async def test_no_first_token_within_max_wait_falls_back_to_the_next_model(
     server: FakeOllama,
 ) -> None:
@@ -326,6 +454,7 @@ async def test_no_first_token_within_max_wait_falls_back_to_the_next_model(
     assert isinstance(after, Done)
 
 
+@pytest.mark.integration
 async def test_garbage_line_mid_stream_is_a_broken_stream_with_the_partial_answer_kept(
     server: FakeOllama,
 ) -> None:
@@ -340,6 +469,7 @@ async def test_garbage_line_mid_stream_is_a_broken_stream_with_the_partial_answe
     assert isinstance(after, Done) and after.text == ANSWER
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("fault", "words"),
     [(Fault.ERROR_500, "timed out waiting for llama runner"), (Fault.BUSY, "server busy")],
@@ -358,6 +488,7 @@ async def test_http_error_before_the_answer_falls_back_to_the_next_model(
     assert isinstance(done, Done) and done.model == "tinyllama" and done.text == ANSWER
 
 
+@pytest.mark.integration
 async def test_busy_server_with_no_model_left_to_try_is_a_typed_error(server: FakeOllama) -> None:
     async with running(server.url) as engine:
         assert (await engine.preload("tinyllama")).ok
@@ -371,6 +502,7 @@ async def test_busy_server_with_no_model_left_to_try_is_a_typed_error(server: Fa
     assert isinstance(after, Done)
 
 
+@pytest.mark.integration
 async def test_hand_picked_model_the_server_does_not_have_falls_back_with_its_404(
     server: FakeOllama,
 ) -> None:
@@ -385,6 +517,7 @@ async def test_hand_picked_model_the_server_does_not_have_falls_back_with_its_40
     assert isinstance(after, Done)
 
 
+@pytest.mark.integration
 async def test_hand_picked_model_nobody_knows_is_a_usage_error(server: FakeOllama) -> None:
     async with running(server.url) as engine:
         failed = await engine.submit(Query("hi", model="ghost:1b")).result()
@@ -395,6 +528,7 @@ async def test_hand_picked_model_nobody_knows_is_a_usage_error(server: FakeOllam
     assert isinstance(after, Done)
 
 
+@pytest.mark.integration
 async def test_prompt_the_server_cut_silently_is_reported_as_a_warning(server: FakeOllama) -> None:
     config = config_with(optimization={"context_truncation": False})
     long_question = "Summarize this report. " + "The committee met and discussed budgets. " * 800
@@ -409,6 +543,7 @@ async def test_prompt_the_server_cut_silently_is_reported_as_a_warning(server: F
     assert truncations == 1
 
 
+@pytest.mark.integration
 async def test_a_second_probe_of_an_unchanged_server_reads_no_model_again() -> None:
     extra = [FakeModel(f"custom-{i}:1b", weights_mb=600.0) for i in range(5)]
     with FakeOllama([TINY, *extra]) as fake:
@@ -424,6 +559,7 @@ async def test_a_second_probe_of_an_unchanged_server_reads_no_model_again() -> N
     assert spec is not None and spec.architecture is not None
 
 
+@pytest.mark.integration
 async def test_an_answer_that_stalls_midway_ends_with_the_partial_answer_and_frees_the_engine(
     server: FakeOllama,
 ) -> None:

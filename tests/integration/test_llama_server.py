@@ -39,7 +39,8 @@ from .support import (
     start_llama_server,
 )
 
-pytestmark = pytest.mark.integration
+# `integration` goes on each test that talks to llama-server; finding that nothing listens
+# talks to nothing (see tests/conftest.py).
 
 QUESTION = [ChatMessage("user", "Name three colours of the rainbow.")]
 SHORT = GenerationOptions(num_ctx=SERVER_CONTEXT, max_tokens=16, temperature=0.0)
@@ -62,6 +63,7 @@ async def served_model(backend: OpenAICompatBackend) -> str:
     return installed.name
 
 
+@pytest.mark.integration
 async def test_health_says_the_server_is_up_and_names_its_model(
     server: OpenAICompatBackend, smollm2_path: Path
 ) -> None:
@@ -71,6 +73,7 @@ async def test_health_says_the_server_is_up_and_names_its_model(
     assert smollm2_path.name in health.detail
 
 
+@pytest.mark.integration
 async def test_a_wrong_key_is_reported_as_refused(llama_server: LlamaServer) -> None:
     backend = client_for(llama_server, key="not-the-key")
     try:
@@ -83,6 +86,7 @@ async def test_a_wrong_key_is_reported_as_refused(llama_server: LlamaServer) -> 
     assert "not-the-key" not in health.detail
 
 
+@pytest.mark.integration
 async def test_the_served_model_is_loaded_with_the_context_from_props(
     server: OpenAICompatBackend, smollm2_path: Path
 ) -> None:
@@ -98,6 +102,7 @@ async def test_the_served_model_is_loaded_with_the_context_from_props(
     await server.preload(model, SHORT)
 
 
+@pytest.mark.integration
 async def test_streams_an_answer_with_the_servers_own_counts(server: OpenAICompatBackend) -> None:
     model = await served_model(server)
     question_tokens = await server.tokenize(model, QUESTION[0].content)
@@ -120,6 +125,7 @@ async def test_streams_an_answer_with_the_servers_own_counts(server: OpenAICompa
     assert end.prompt_eval_s is not None and end.eval_s is not None
 
 
+@pytest.mark.integration
 async def test_the_limit_on_generated_tokens_is_exact(server: OpenAICompatBackend) -> None:
     model = await served_model(server)
 
@@ -130,6 +136,7 @@ async def test_the_limit_on_generated_tokens_is_exact(server: OpenAICompatBacken
     assert (end.finish_reason, end.completion_tokens) == ("length", 8)
 
 
+@pytest.mark.integration
 async def test_a_closed_stream_leaves_the_server_ready_for_the_next_request(
     server: OpenAICompatBackend,
 ) -> None:
@@ -145,6 +152,7 @@ async def test_a_closed_stream_leaves_the_server_ready_for_the_next_request(
     assert isinstance(events[-1], StreamEnd)
 
 
+@pytest.mark.integration
 async def test_a_counted_prompt_longer_than_the_context_is_refused_before_it_is_sent(
     server: OpenAICompatBackend,
 ) -> None:
@@ -165,6 +173,7 @@ async def test_a_counted_prompt_longer_than_the_context_is_refused_before_it_is_
     assert caught.value.fix
 
 
+@pytest.mark.integration
 async def test_an_uncounted_prompt_longer_than_the_context_is_refused_by_the_server(
     server: OpenAICompatBackend,
 ) -> None:
@@ -180,6 +189,7 @@ async def test_an_uncounted_prompt_longer_than_the_context_is_refused_by_the_ser
     assert isinstance(events[-1], StreamEnd)
 
 
+@pytest.mark.integration
 async def test_server_tokens_match_the_embedded_backends_tokens(
     server: OpenAICompatBackend, embedded: EmbeddedBackend
 ) -> None:
@@ -194,6 +204,7 @@ async def test_server_tokens_match_the_embedded_backends_tokens(
     assert await server.tokenize(model, "Hello world") == [19556, 905]
 
 
+@pytest.mark.integration
 async def test_a_model_the_server_does_not_serve_is_not_found(
     server: OpenAICompatBackend,
 ) -> None:
@@ -214,6 +225,7 @@ async def test_nothing_listening_is_unavailable() -> None:
     assert not health.up
 
 
+@pytest.mark.integration
 async def test_a_server_killed_mid_answer_breaks_the_stream_after_the_text_so_far(
     own_llama_server: LlamaServer,
 ) -> None:
@@ -235,6 +247,7 @@ async def test_a_server_killed_mid_answer_breaks_the_stream_after_the_text_so_fa
     assert not health.up and "connection refused" in health.detail
 
 
+@pytest.mark.integration
 async def test_an_asleep_server_is_up_with_no_model_in_memory(
     smollm2_path: Path, tmp_path: Path
 ) -> None:
@@ -259,6 +272,7 @@ async def test_an_asleep_server_is_up_with_no_model_in_memory(
     assert [m.name for m in awake] == [model]
 
 
+@pytest.mark.integration
 async def test_the_engine_keeps_the_partial_answer_and_falls_back_once_the_server_is_gone(
     own_llama_server: LlamaServer,
 ) -> None:

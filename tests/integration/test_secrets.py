@@ -9,12 +9,13 @@ from nemo_tui.backends.openai_compat import OpenAICompatBackend
 from nemo_tui.config import Config, parse_config
 from tests.fakes import FakeOllama
 
-pytestmark = pytest.mark.integration
+# `integration` goes on the test that sends a key over HTTP (see tests/conftest.py).
 
 BROKEN_KEY = "sk-live-0123456789\rabcdef"
 """A key with a carriage return inside: stripping cannot mend it, and HTTP forbids it."""
 
 
+@pytest.mark.integration
 async def test_a_key_http_cannot_carry_is_reported_without_quoting_it(
     fake_ollama: FakeOllama,
 ) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from nemo_tui.backends.base import GenerationOptions
+from nemo_tui.backends.base import GenerationOptions, LoadedModel
+from nemo_tui.backends.openai_compat import OpenAICompatBackend
 from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
 from nemo_tui.ui.widgets.query_pane import QueryPane
+from tests.backends.support import MockServer
 from tests.fakes import ScriptedBackend
 from tests.ui.support import FixedSampler, make_rig, profile, settle, started
 
@@ -122,3 +127,53 @@ async def test_the_cursor_picks_which_model_f8_unloads(tmp_path: Path) -> None:
         await settle(pilot, lambda: ("unload", "tinyllama") in rig.backend.calls)
         await settle(pilot, lambda: [m.name for m in table.models] == ["phi3:mini"])
         assert ("unload", "phi3:mini") not in rig.backend.calls
+
+
+VLLM_MODELS = {
+    "object": "list",
+    "data": [{"id": "Qwen/Qwen2.5-7B-Instruct", "object": "model", "max_model_len": 32768}],
+}
+"""vLLM's model list: the one model it serves, and nothing about its size."""
+
+
+async def test_a_loaded_model_whose_server_reports_no_size_shows_unknown_not_0_mb(
+    tmp_path: Path,
+) -> None:
+    server = MockServer({("GET", "/health"): (200, {}), ("GET", "/v1/models"): (200, VLLM_MODELS)})
+    vllm = OpenAICompatBackend("http://127.0.0.1:8000/v1", transport=server.transport())
+    rig = make_rig(tmp_path, backend=vllm)  # type: ignore[arg-type]
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        table = rig.app.screen.query_one(CachedModelsPanel)
+        await settle(pilot, lambda: bool(table.models))
+        header, row = str(table.render()).splitlines()[:2]
+    size = row[header.index("Size") :].split()[0]
+    assert row.startswith("Qwen/Qwen2.5-7B-Instruct")
+    assert size == "unknown"
+
+
+class ExpiringBackend(ScriptedBackend):
+    """Reports each loaded model with the time its server will let it go: `keep_s` after it
+    was first asked."""
+
+    def __init__(self, keep_s: float) -> None:
+        super().__init__(name="ollama", models=("tinyllama", "phi3:mini"))
+        self.keep_s = keep_s
+        self.expires_at: datetime | None = None
+
+    async def list_loaded(self) -> list[LoadedModel]:
+        if self.expires_at is None:
+            self.expires_at = datetime.fromtimestamp(time.time() + self.keep_s, UTC)
+        return [replace(m, expires_at=self.expires_at) for m in await super().list_loaded()]
+
+
+async def test_a_model_leaves_the_panel_once_its_server_lets_it_expire(tmp_path: Path) -> None:
+    backend = ExpiringBackend(keep_s=2.0)
+    backend.loaded["tinyllama"] = 2048  # loaded before the dashboard started
+    rig = make_rig(tmp_path, backend=backend, config_text="monitor:\n  gauge_interval_s: 0.1\n")
+    async with rig.app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        table = rig.app.screen.query_one(CachedModelsPanel)
+        await settle(pilot, lambda: [m.name for m in table.models] == ["tinyllama"])
+        await settle(pilot, lambda: not table.models, rounds=500)
+        assert "no model loaded" in str(table.render())

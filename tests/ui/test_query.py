@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,12 @@ from textual.widgets import Input, OptionList, Static
 
 from nemo_tui.backends.base import OutOfMemory
 from nemo_tui.core.text_file import SavedText
+from nemo_tui.events import Done
 from nemo_tui.ui.screens import main_query
 from nemo_tui.ui.screens.model_menu import ModelMenu
 from nemo_tui.ui.screens.path_prompt import PathPrompt
 from nemo_tui.ui.widgets.model_picker import ModelPicker
-from nemo_tui.ui.widgets.query_pane import QueryPane
+from nemo_tui.ui.widgets.query_pane import QueryPane, describe_done
 from tests.fakes import Script
 from tests.ui.support import Rig, make_rig, settle, started
 
@@ -36,6 +38,28 @@ async def test_a_query_streams_into_the_answer_and_ends_with_stats(tmp_path: Pat
         assert "40 out" in stats
         assert "cold start" in stats
         assert rig.backend.prompts[-1].endswith("What is a page cache?")
+
+
+def test_the_stats_line_claims_no_cache_hit_the_server_did_not_report() -> None:
+    unknown = Done(
+        query_id=1,
+        model="qwen2.5-7b-instruct",
+        backend="openai",
+        text="Hi.",
+        tokens_in=12,
+        tokens_out=2,
+        tokens_per_s=None,
+        load_s=None,
+        first_token_s=0.2,
+        total_s=0.3,
+        cache_hit=None,
+        local=True,
+        reduction_pct=0.0,
+    )
+    cloud = replace(unknown, model="gemini-3.5-flash", backend="gemini", local=False)
+
+    assert str(describe_done(unknown)).endswith("cache hit unknown")
+    assert "cache" not in str(describe_done(cloud)) and "cold" not in str(describe_done(cloud))
 
 
 async def test_escape_cancels_and_keeps_the_partial_answer(tmp_path: Path) -> None:

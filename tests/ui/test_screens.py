@@ -80,6 +80,12 @@ def test_stat_figures_are_formatted_by_what_they_are() -> None:
     assert format_stat(("version",), None, now=0) == "n/a"
 
 
+def test_a_size_no_backend_reported_is_unknown_not_not_applicable() -> None:
+    assert format_stat(("size_mb",), None, now=0) == "unknown"
+    assert format_stat(("models", "resident_total_mb"), None, now=0) == "unknown"
+    assert format_stat(("cgroup_limit_mb",), None, now=0) == "n/a"
+
+
 async def test_the_footer_shows_the_keys_that_work_now_in_order(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
     async with rig.app.run_test(size=(120, 40)) as pilot:

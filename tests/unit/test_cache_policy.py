@@ -28,7 +28,7 @@ def machine(total_mb: float, used_mb: float) -> MemoryProfile:
 
 
 def model(
-    name: str, size_mb: float, last_used: float, hits: int = 0, vram_mb: float = 0.0
+    name: str, size_mb: float | None, last_used: float, hits: int = 0, vram_mb: float = 0.0
 ) -> CachedModel:
     """An Ollama model loaded now."""
     return CachedModel(name, "ollama", size_mb, vram_mb=vram_mb, last_used=last_used, hits=hits)
@@ -48,13 +48,18 @@ class FakeClock:
 def test_vram_share_is_the_gpu_part_of_the_model() -> None:
     assert model("a", 4000, 0, vram_mb=1000).vram_share == pytest.approx(0.25)
     assert model("a", 4000, 0).vram_share == 0.0
-    assert model("a", 0, 0, vram_mb=10).vram_share == 0.0
+    assert model("a", 0, 0, vram_mb=10).vram_share is None
     assert model("a", 100, 0, vram_mb=150).vram_share == 1.0
+    assert model("a", None, 0).vram_share is None
 
 
 def test_ram_is_what_is_not_in_vram() -> None:
     assert model("a", 4000, 0, vram_mb=1000).ram_mb == 3000
     assert model("a", 100, 0, vram_mb=150).ram_mb == 0
+
+
+def test_a_model_of_unknown_size_is_not_counted_on_to_free_memory() -> None:
+    assert model("vllm", None, 0).ram_mb == 0
 
 
 def test_model_key_treats_latest_as_the_bare_name() -> None:
@@ -159,6 +164,26 @@ def test_cannot_fit_because_of_a_protected_model_says_so() -> None:
     assert not plan.fits
     assert plan.evict == ()
     assert plan.reason.endswith("while phi3:mini stays loaded")
+
+
+def test_unloading_a_model_of_unknown_size_frees_nothing_in_the_plan_and_it_says_so() -> None:
+    # 2 GB under the limit is free; unloading the vLLM model might free more, or not.
+    resident = [model("qwen-vllm", None, 100)]
+    plan = plan_room(resident, "phi3:mini", 3 * GB, machine(10 * GB, 6 * GB), LIMIT)
+    assert not plan.fits
+    assert plan.evict == ()
+    assert plan.reason == (
+        "phi3:mini needs 3.0 GB but only 2.0 GB can be freed under the 80% cache limit;"
+        " qwen-vllm reports no size, so unloading is not counted on to free any"
+    )
+
+
+def test_a_model_of_unknown_size_evicted_to_keep_max_resident_says_its_size_is_unknown() -> None:
+    resident = [model("a", None, 10), model("b", 500, 20), model("c", 500, 30)]
+    plan = plan_room(resident, "d", 500, machine(32 * GB, 4 * GB), LIMIT)
+    assert [m.name for m in plan.evict] == ["a"]
+    assert plan.freed_mb == 0
+    assert "a (least recently used, size unknown, counted as 0 MB)" in plan.reason
 
 
 def test_model_larger_than_the_cache_limit_never_fits() -> None:
@@ -358,6 +383,34 @@ def test_sync_stamps_the_reporting_backend() -> None:
     found = tracker.get("smollm2")
     assert found is not None
     assert (found.backend, found.loaded_at) == ("embedded", 5.0)
+
+
+def test_a_model_past_its_expiry_is_no_longer_resident() -> None:
+    clock = FakeClock(1000)
+    tracker = CacheTracker(clock)
+    tracker.sync(
+        "ollama",
+        [
+            CachedModel("tinyllama", "ollama", 700, expires_at=1300),
+            CachedModel("phi3:mini", "ollama", 3000, expires_at=None),
+        ],
+    )
+    assert {m.name for m in tracker.resident()} == {"tinyllama", "phi3:mini"}
+
+    clock.now = 1300
+    assert [m.name for m in tracker.resident()] == ["phi3:mini"]
+    assert tracker.get("tinyllama") is None
+    assert tracker.total_mb() == 3000
+
+
+def test_a_total_with_a_size_nobody_reported_is_unknown() -> None:
+    tracker = CacheTracker(FakeClock())
+    tracker.sync(
+        "openai",
+        [CachedModel("qwen-vllm", "openai", None), CachedModel("tiny", "openai", 700)],
+    )
+    assert tracker.total_mb() is None
+    assert tracker.known_total_mb() == 700
 
 
 def test_tracker_feeds_plan_room_in_lru_order() -> None:

@@ -686,3 +686,19 @@ def test_resolve_missing_gguf_path_is_an_explained_error(tmp_path: Path) -> None
     with pytest.raises(NemoError) as caught:
         resolve_model_argument(str(tmp_path / "nope.gguf"), Catalog(builtin_models()))
     assert "nope.gguf" in caught.value.message
+
+
+def test_the_embedded_models_estimate_uses_the_configured_kv_cache_type() -> None:
+    """What the embedded worker allocates is what the recommender and `estimate` count."""
+    config = parse_config("backends:\n  embedded:\n    kv_cache_type: q8_0\n")
+    quantized = build_catalog(config)
+    default = build_catalog(Config())
+
+    smollm2 = quantized.get("smollm2:135m")
+    assert smollm2 is not None and smollm2.kv_cache_type == "q8_0"
+    assert (
+        smollm2.estimate(8192).kv_cache_mb < default.get("smollm2:135m").estimate(8192).kv_cache_mb
+    )
+    assert smollm2.estimate(8192) == smollm2.estimate(8192, kv_type="q8_0")
+    # Other servers are not asked how they store it: f16, the larger figure.
+    assert quantized.get("tinyllama").kv_cache_type == "f16"

@@ -254,8 +254,13 @@ class MainScreen(CacheActions, QueryActions):
         )
         self.query_one(MemoryHistory).add_sample(profile)
         cached = self.query_one(CachedModelsPanel)
-        if cached.models:
-            cached.show_models(cached.models, now=profile.timestamp)
+        if cached.models and self._engine is not None:
+            # Read again, not just redrawn: a model past its expiry has left the engine's record.
+            models = self._engine.cached_models()
+            shown = {(m.backend, m.name) for m in cached.models}
+            if {(m.backend, m.name) for m in models} != shown:
+                self.query_one(MemoryPanel).show_models(models)
+            cached.show_models(models, now=profile.timestamp)
         self._diagnose()
         if change is not None:
             self.notify(
@@ -463,7 +468,7 @@ class MainScreen(CacheActions, QueryActions):
             profile,
             engine.metrics,
             self._settings.config,
-            cached_mb=sum(model.size_mb for model in cached),
+            cached_mb=sum(model.size_mb for model in cached if model.size_mb is not None),
             local_models_installed=local,
         )
         panel.show(symptoms)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from nemo_tui.backends.base import BackendHealth
     from nemo_tui.engine import Engine
 
+MEASURED_BY_BACKENDS = frozenset({"size_mb", "resident_total_mb"})
+"""Figures a backend may leave out: when missing they were not measured ("unknown"), which is
+not the same as not applying ("n/a")."""
 SECTION_TITLES = {
     "system": "System memory (OS, cgroup, NVML)",
     "models": "Models (as the model servers report them)",
@@ -44,7 +47,7 @@ def format_stat(path: Sequence[str], value: object, *, now: float) -> str:
     key = names[-1] if names else ""
     unit = next((n for n in reversed(names) if not n.startswith("p") or not n[1:].isdigit()), key)
     if value is None:
-        return "n/a"
+        return "unknown" if key in MEASURED_BY_BACKENDS else "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, str):

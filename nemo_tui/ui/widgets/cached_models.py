@@ -102,7 +102,8 @@ def _cells(model: CachedModel, now: float) -> tuple[str, ...]:
     return (
         strip_terminal_controls(model.name),
         model.backend,
-        format_mb(model.size_mb),
+        # Some servers (vLLM) report no size: that is not a measured 0 MB.
+        format_mb(model.size_mb) if model.size_mb is not None else "unknown",
         vram,
         format_count(model.context_length) if model.context_length else "-",
         expires_in(model, now),

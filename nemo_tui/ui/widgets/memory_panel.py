@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
+from textual.geometry import Size
 from textual.widget import Widget
 
 from nemo_tui.core.memory import MemoryProfile, PressureLevel
+from nemo_tui.ui.widgets.changed_cells import changed_regions
 from nemo_tui.ui.widgets.gauge import (
     GAUGE_COMPONENTS,
     GAUGE_CSS,
@@ -53,7 +55,9 @@ class MemoryFigures(Widget):
     """The gauges and the lines under them, drawn as one widget (one widget is cheaper to
     start than a widget per gauge).
 
-    Before the first sample it says it is waiting for one.
+    Before the first sample it says it is waiting for one. A new sample repaints only the cells
+    whose text or colour changed: on an idle machine most ticks change nothing on screen, and
+    then nothing is sent to the terminal.
     """
 
     DEFAULT_CSS = (
@@ -80,39 +84,58 @@ class MemoryFigures(Widget):
         """The pressure line: level in words and colour, share used, PSI."""
         self.parts = Content()
         """The line that splits RAM into page cache, this process and the models."""
-        self._drawn: tuple[int, Content] | None = None
-        """The last rendering and the width it was made for: Textual renders twice per
-        change (once to measure the height), and the gauges need not be built twice."""
+        self._drawn: tuple[int, list[Content]] | None = None
+        """The lines last drawn (wrapped) and the width they were made for. Textual renders
+        twice per change (once to measure the height), and the gauges need not be built twice;
+        the next sample is compared with them to repaint only what changed."""
 
     def show(self, readings: dict[str, GaugeReading], pressure: Content, parts: Content) -> None:
-        """Draw a new set of figures."""
+        """Draw a new set of figures, repainting only the cells that change."""
         self.readings = readings
         self.pressure = pressure
         self.parts = parts
-        self._drawn = None
-        self.refresh(layout=True)
+        previous, self._drawn = self._drawn, None
+        width = self.content_size.width
+        if previous is None or previous[0] != width:
+            # Not drawn yet at this width: the next layout draws it whole.
+            self.refresh(layout=True)
+            return
+        lines = self._lines(width)
+        if len(lines) != len(previous[1]):
+            # The panel's height follows the number of lines.
+            self.refresh(layout=True)
+        elif regions := changed_regions(previous[1], lines, width):
+            self.refresh(*regions)
 
     def notify_style_update(self) -> None:
         """The theme changed: the gauges are drawn again in its colours."""
         self._drawn = None
         super().notify_style_update()
 
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        """As many rows as the wrapped lines take at `width`."""
+        if not self.readings:
+            return 1
+        return len(self._lines(width))
+
     def render(self) -> Content:
         """The gauges at the full width, then the pressure and parts lines (wrapped)."""
         if not self.readings:
             return Content.styled("waiting for the first memory sample…", "dim")
-        width = self.content_size.width
+        return Content("\n").join(self._lines(self.content_size.width))
+
+    def _lines(self, width: int) -> list[Content]:
+        """The lines at `width`, built once per sample and width."""
         if self._drawn is not None and self._drawn[0] == width:
             return self._drawn[1]
         style = self.get_visual_style
         readings = self.readings.values()
         columns = label_width(readings)
         lines = [gauge_line(r, width, style, label_columns=columns) for r in readings]
-        lines.append(self.pressure)
-        lines.append(self.parts.stylize(style("memory--parts")))
-        drawn = Content("\n").join(lines)
-        self._drawn = (width, drawn)
-        return drawn
+        lines.extend(self.pressure.wrap(width))
+        lines.extend(self.parts.stylize(style("memory--parts")).wrap(width))
+        self._drawn = (width, lines)
+        return lines
 
 
 class MemoryPanel(Vertical):
@@ -146,6 +169,8 @@ class MemoryPanel(Vertical):
         self._profile: MemoryProfile | None = None
         self._level = PressureLevel.NORMAL
         self._pressure_threshold = 0.0
+        self._border_texts = ("Memory", "")
+        """The border's title and subtitle as last set."""
         self.border_title = "Memory"
 
     def compose(self) -> ComposeResult:
@@ -181,12 +206,18 @@ class MemoryPanel(Vertical):
         self._draw(profile)
         self.set_class(profile.any_simulated, "-simulated")
         if profile.simulated:
-            self.border_title = "Memory · SIMULATED (--simulate-memory)"
+            title = "Memory · SIMULATED (--simulate-memory)"
         elif profile.any_simulated:
-            self.border_title = "Memory · SIMULATED GPU (--simulate-gpu)"
+            title = "Memory · SIMULATED GPU (--simulate-gpu)"
         else:
-            self.border_title = "Memory"
-        self.border_subtitle = f"{format_mb(profile.available_mb)} free"
+            title = "Memory"
+        free = f"{format_mb(profile.available_mb)} free"
+        # Setting a border title repaints the whole panel, gauges and plot included, even to
+        # the same text; only a changed one is set.
+        if (title, free) != self._border_texts:
+            self._border_texts = (title, free)
+            self.border_title = title
+            self.border_subtitle = free
 
     def show_models(self, models: Sequence[CachedModel]) -> None:
         """The resident models the backends report; drawn with the current sample."""
@@ -217,7 +248,7 @@ class MemoryPanel(Vertical):
         self.figures.show(readings, self._pressure_line(profile), self._parts_line(profile))
 
     def _models_reading(self, profile: MemoryProfile) -> GaugeReading:
-        resident = sum(model.size_mb for model in self._models)
+        resident = sum(model.size_mb for model in self._models if model.size_mb is not None)
         backends = sorted({model.backend for model in self._models})
         count = len(self._models)
         noun = "model" if count == 1 else "models"
@@ -241,7 +272,7 @@ class MemoryPanel(Vertical):
         return Content.from_markup(" · ".join(parts))
 
     def _parts_line(self, profile: MemoryProfile) -> Content:
-        resident = sum(model.size_mb for model in self._models)
+        resident = sum(model.size_mb for model in self._models if model.size_mb is not None)
         parts = [
             f"page cache {format_mb(profile.page_cache_mb)} ({_host_source(profile)})",
             f"nemo-tui {format_mb(profile.process_rss_mb)} (RSS)",

@@ -33,6 +33,12 @@ ENGINE_STARTING = "The engine is still starting; try again in a moment."
 PLAN_DELAY_S = 0.4
 """The plan preview waits until typing pauses this long, so it is not rebuilt per key."""
 
+CURSOR_BLINK_S = 10.0
+"""The question box's cursor stops blinking this long after the last key, and stays shown.
+Every blink repaints the cursor's line, about 300 bytes a second to the terminal, which an
+unattended dashboard should not send (over SSH every byte travels); desktop toolkits stop the
+blink after about as long."""
+
 
 def describe_plan(plan: QueryPlan) -> Content:
     """The preview line: complexity, model, and how much the prompt shrinks."""
@@ -62,7 +68,10 @@ def describe_done(done: Done) -> Content:
         parts.append(f"load {format_seconds(done.load_s)}")
     parts.append(f"first token {format_seconds(done.first_token_s)}")
     parts.append(f"total {format_seconds(done.total_s)}")
-    parts.append("cache hit" if done.cache_hit else "cold start")
+    if done.cache_hit is not None:
+        parts.append("cache hit" if done.cache_hit else "cold start")
+    elif done.local:
+        parts.append("cache hit unknown")
     if done.reduction_pct > 0:
         parts.append(f"prompt {format_pct(done.reduction_pct / 100)} smaller")
     if done.fallbacks:
@@ -127,6 +136,9 @@ class QueryPane(Vertical):
         self._answering = False
         self._model = ""
         self._error = ""
+        self._blink_timer: Timer | None = None
+        self._blink_stopped = False
+        """True when the blink was stopped here (not by whoever set `cursor_blink`)."""
 
     def compose(self) -> ComposeResult:
         """Model selector and data file, the question, the plan, the answer, its stats."""
@@ -335,6 +347,27 @@ class QueryPane(Vertical):
     def _clear_error(self) -> None:
         self._error = ""
         self.query_one("#query-error", Static).remove_class("-shown")
+
+    def on_mount(self) -> None:
+        """The cursor blinks for `CURSOR_BLINK_S` from the start."""
+        self._blink_timer = self.set_timer(CURSOR_BLINK_S, self._stop_blinking)
+
+    @on(TextArea.Changed, "#query-input")
+    @on(TextArea.SelectionChanged, "#query-input")
+    def _keep_blinking(self) -> None:
+        """Typing, or moving the cursor, makes it blink again for `CURSOR_BLINK_S`."""
+        if self._blink_stopped:
+            self._blink_stopped = False
+            self.query_one("#query-input", TextArea).cursor_blink = True
+        if self._blink_timer is not None:
+            self._blink_timer.stop()
+        self._blink_timer = self.set_timer(CURSOR_BLINK_S, self._stop_blinking)
+
+    def _stop_blinking(self) -> None:
+        area = self.query_one("#query-input", TextArea)
+        if area.cursor_blink:
+            self._blink_stopped = True
+            area.cursor_blink = False
 
     @on(TextArea.Changed, "#query-input")
     @on(ModelPicker.Changed, "#model-select")

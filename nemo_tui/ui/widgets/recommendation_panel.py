@@ -36,6 +36,8 @@ class RecommendationPanel(Static):
     def __init__(self, *, id: str | None = None) -> None:
         # The pick needs the engine's first probe of the backends.
         super().__init__("[dim]starting the engine…[/]", id=id)
+        self._shown: Content | None = None
+        """What `show` last drew."""
         self.border_title = "Recommended model"
         self.border_subtitle = "f3 use it · f4 preload"
 
@@ -62,4 +64,9 @@ class RecommendationPanel(Static):
         if rec.install_hint:
             lines.append(template("[dim]Tip[/] $hint", hint=rec.install_hint))
         self.set_class(not rec.fits, "-no-fit")
-        self.update(Content("\n").join(lines))
+        shown = Content("\n").join(lines)
+        # The pick is asked for again every refresh interval and mostly comes back the same;
+        # drawing it again would repaint the panel, and send it to the terminal, for nothing.
+        if self._shown is None or not shown.is_same(self._shown):
+            self._shown = shown
+            self.update(shown)
