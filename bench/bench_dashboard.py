@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import fake_ollama_process
 from bytecode_cache import compile_bytecode
 
 if TYPE_CHECKING:
@@ -135,22 +136,6 @@ def dead_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def start_ollama_fixture() -> tuple[subprocess.Popen[str], str]:
-    """Start the fake Ollama server in a child process; return it and its URL."""
-    child = subprocess.Popen(
-        [sys.executable, str(APPS), "ollama-fixture"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    url = child.stdout.readline().strip()
-    if not url.startswith("http://"):
-        child.kill()
-        raise SystemExit(f"the fake Ollama server did not start (said {url!r})")
-    return child, url
 
 
 def start(
@@ -385,7 +370,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     compile_bytecode()
     results = {kind: Sample() for kind in KINDS}
-    fixture, fixture_url = start_ollama_fixture()
+    fixture, fixture_url = fake_ollama_process.start()
     ollama_hosts = {"dead-port": f"127.0.0.1:{dead_port()}", "fixture": fixture_url}
     try:
         for run in range(args.runs):
@@ -395,9 +380,7 @@ def main() -> None:
             measure_run(args.idle_s, workdir, results, order, ollama_hosts)
     finally:
         subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True)
-        assert fixture.stdin is not None
-        fixture.stdin.close()
-        fixture.wait(timeout=10)
+        fake_ollama_process.stop(fixture)
     idle_window = f"{args.idle_s:.0f} s"
     small = f"{SMALL_SIZE[0]}x{SMALL_SIZE[1]}"
     measures: list[tuple[str, Callable[[Sample], list[float]], str, bool]] = [

@@ -42,7 +42,6 @@ import json
 import os
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +53,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import fake_ollama_process  # noqa: E402
 from nemo_tui.backends.base import ChatMessage, GenerationOptions, TokenChunk  # noqa: E402
 from nemo_tui.backends.ollama import OllamaBackend  # noqa: E402
 from nemo_tui.config import Config  # noqa: E402
@@ -80,38 +80,6 @@ ENGINES = (ASK, DASHBOARD)
 Variant = Callable[[], Awaitable[int]]
 Row = tuple[float, float, int]
 """Wall seconds, client CPU seconds, tokens (or queries, for 1-token answers) of one round."""
-
-
-def serve(tokens: int, tokens_per_s: float) -> None:
-    """Child-process mode: run the fake server, print its URL, stop when stdin closes."""
-    from tests.fakes import FakeOllama
-
-    with FakeOllama(answer_tokens=tokens, tokens_per_s=tokens_per_s, cold_load_s=0.0) as server:
-        print(server.url, flush=True)
-        sys.stdin.read()
-
-
-def start_server(tokens: int, tokens_per_s: float) -> tuple[subprocess.Popen[str], str]:
-    """Start the fake server in a child process; return it and its URL."""
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(tokens_per_s), "--tokens", str(tokens)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    url = child.stdout.readline().strip()
-    if not url.startswith("http://"):
-        child.kill()
-        raise SystemExit(f"the fake Ollama server did not start (said {url!r})")
-    return child, url
-
-
-def stop_server(child: subprocess.Popen[str]) -> None:
-    """Close the child's stdin, which ends it."""
-    assert child.stdin is not None
-    child.stdin.close()
-    child.wait(timeout=10)
 
 
 def bare_httpx(client: httpx.AsyncClient, tokens: int) -> Variant:
@@ -398,11 +366,7 @@ def main() -> None:
         choices=("unpaced", "one", "paced"),
         help="profile engine queries of one scenario instead",
     )
-    parser.add_argument("--serve", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve is not None:
-        serve(args.tokens, args.serve)
-        return
     scenarios = {
         "unpaced": Scenario(f"{args.tokens} tokens, unpaced", args.tokens, 0.0, args.runs),
         "one": Scenario("1-token answers", 1, 0.0, args.runs, batch=args.batch),
@@ -412,12 +376,14 @@ def main() -> None:
     }
     if args.profile:
         chosen = scenarios[args.profile]
-        child, url = start_server(chosen.tokens, chosen.tokens_per_s)
+        child, url = fake_ollama_process.start(
+            tokens=chosen.tokens, tokens_per_s=chosen.tokens_per_s
+        )
         try:
             queries = chosen.runs * max(chosen.batch, 1)
             asyncio.run(profile(url, chosen.tokens, queries))
         finally:
-            stop_server(child)
+            fake_ollama_process.stop(child)
         return
     if args.scenario:
         scenarios = {key: scenarios[key] for key in args.scenario}
@@ -437,11 +403,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         history = Path(scratch) / "history.jsonl"
         for scenario in scenarios.values():
-            child, url = start_server(scenario.tokens, scenario.tokens_per_s)
+            child, url = fake_ollama_process.start(
+                tokens=scenario.tokens, tokens_per_s=scenario.tokens_per_s
+            )
             try:
                 measured = asyncio.run(measure(url, scenario, history))
             finally:
-                stop_server(child)
+                fake_ollama_process.stop(child)
             monitors.append(measured.monitor_cpu_per_s)
             summary.append((scenario.title, report(scenario, measured)))
     print(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -568,20 +569,11 @@ def test_preload_of_an_unknown_model_is_a_usage_error(cli: Cli, ollama: FakeOlla
     assert ollama.loaded() == {}
 
 
-class _Vllm(BaseHTTPRequestHandler):
-    """Serves one model and, like vLLM, says nothing about its size."""
+class _JsonHandler(BaseHTTPRequestHandler):
+    """A loopback server's request handler that answers with JSON and logs nothing."""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test output clean."""
-
-    def do_GET(self) -> None:
-        if self.path == "/health":
-            self._reply(200, {})
-        elif self.path == "/v1/models":
-            model = {"id": "qwen2.5-7b-instruct", "object": "model", "max_model_len": 32768}
-            self._reply(200, {"object": "list", "data": [model]})
-        else:
-            self._reply(404, {"error": {"message": "Not Found", "code": 404}})
 
     def _reply(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
@@ -592,18 +584,38 @@ class _Vllm(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-@pytest.fixture
-def vllm() -> Iterator[str]:
-    """A vLLM-like server on loopback; yields its `/v1` URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Vllm)
+@contextmanager
+def serving_on_loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on a free loopback port until the block ends; yields `http://host:port`."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+class _Vllm(_JsonHandler):
+    """Serves one model and, like vLLM, says nothing about its size."""
+
+    def do_GET(self) -> None:
+        if self.path == "/health":
+            self._reply(200, {})
+        elif self.path == "/v1/models":
+            model = {"id": "qwen2.5-7b-instruct", "object": "model", "max_model_len": 32768}
+            self._reply(200, {"object": "list", "data": [model]})
+        else:
+            self._reply(404, {"error": {"message": "Not Found", "code": 404}})
+
+
+@pytest.fixture
+def vllm() -> Iterator[str]:
+    """A vLLM-like server on loopback; yields its `/v1` URL."""
+    with serving_on_loopback(_Vllm) as url:
+        yield f"{url}/v1"
 
 
 @pytest.mark.integration
@@ -641,11 +653,8 @@ def test_stats_json_has_its_sections_and_remembers_earlier_queries(
 # -- the Gemini key never shows ------------------------------------------------------------------
 
 
-class _LeakyGemini(BaseHTTPRequestHandler):
+class _LeakyGemini(_JsonHandler):
     """Says the model exists, then rejects every answer with an error that quotes the key."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output clean."""
 
     def do_GET(self) -> None:
         self._reply(200, {"name": "models/gemini-3.5-flash", "version": "001"})
@@ -665,27 +674,12 @@ class _LeakyGemini(BaseHTTPRequestHandler):
             },
         )
 
-    def _reply(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
 
 @pytest.fixture
 def leaky_gemini() -> Iterator[str]:
     """A Gemini-like server on loopback; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _LeakyGemini)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1beta"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving_on_loopback(_LeakyGemini) as url:
+        yield f"{url}/v1beta"
 
 
 def gemini_config(cli: Cli, url: str) -> str:
