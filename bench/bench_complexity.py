@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "tests" / "unit"))
 
 from test_complexity import CASES  # noqa: E402
 
-from nemo_tui.core.complexity import assess_complexity  # noqa: E402
+from nemo_tui.core.models.complexity import assess_complexity  # noqa: E402
 
 PARAGRAPH = (
     "The maintenance team reviewed the coolant loop after the spring outage and found the "

@@ -250,7 +250,7 @@ async def stream_bench() -> dict[str, object]:
     from textual.widgets import Markdown
 
     from nemo_tui.config import Config
-    from nemo_tui.core.memory import SystemSampler
+    from nemo_tui.core.memory.profile import SystemSampler
     from nemo_tui.engine import Engine
     from nemo_tui.ui.app import create_app
     from nemo_tui.ui.widgets.query_pane import QueryPane

@@ -57,7 +57,7 @@ from bench import fake_ollama_process  # noqa: E402
 from nemo_tui.backends.base import ChatMessage, GenerationOptions, TokenChunk  # noqa: E402
 from nemo_tui.backends.ollama import OllamaBackend  # noqa: E402
 from nemo_tui.config import Config  # noqa: E402
-from nemo_tui.core.memory import SystemSampler  # noqa: E402
+from nemo_tui.core.memory.profile import SystemSampler  # noqa: E402
 from nemo_tui.engine import Engine  # noqa: E402
 from nemo_tui.events import FINAL_EVENTS, Done, Query  # noqa: E402
 

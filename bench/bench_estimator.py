@@ -84,8 +84,8 @@ from nemo_tui.backends.embedded import (  # noqa: E402
     default_model_path,
 )
 from nemo_tui.config import Config, KvCacheType  # noqa: E402
-from nemo_tui.core.catalog import ModelSpec, build_catalog, spec_from_architecture  # noqa: E402
-from nemo_tui.core.estimator import MemoryEstimate  # noqa: E402
+from nemo_tui.core.models.catalog import ModelSpec, build_catalog, spec_from_architecture  # noqa: E402
+from nemo_tui.core.models.estimator import MemoryEstimate  # noqa: E402
 
 NO_FLASH_ATTENTION_WORKER = "bench.worker_no_flash_attention"
 FILL_MARGIN_TOKENS = 64

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psutil
 
-from nemo_tui.core.memory import SimulatedSampler, SystemSampler
-from nemo_tui.core.memory_probes import CgroupProbe, RssProbe, read_meminfo, read_psi
+from nemo_tui.core.memory.probes import CgroupProbe, RssProbe, read_meminfo, read_psi
+from nemo_tui.core.memory.profile import SimulatedSampler, SystemSampler
 
 GIB = 1024**3
 

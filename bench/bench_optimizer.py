@@ -57,7 +57,7 @@ from nemo_tui.backends.embedded import (  # noqa: E402
     EmbeddedBackend,
     default_model_path,
 )
-from nemo_tui.core.optimizer import (  # noqa: E402
+from nemo_tui.core.prompt.optimizer import (  # noqa: E402
     ELISION_TEMPLATE,
     estimate_tokens,
     optimize_prompt,

@@ -13,10 +13,10 @@ import statistics
 import time
 
 from nemo_tui.config import Config
-from nemo_tui.core.catalog import build_catalog
-from nemo_tui.core.complexity import Complexity
-from nemo_tui.core.memory import SimulatedSampler
-from nemo_tui.core.recommender import RecommendationRequest, ResidentModel, recommend
+from nemo_tui.core.memory.profile import SimulatedSampler
+from nemo_tui.core.models.catalog import build_catalog
+from nemo_tui.core.models.complexity import Complexity
+from nemo_tui.core.models.recommender import RecommendationRequest, ResidentModel, recommend
 
 MACHINES_GB = (2, 4, 8, 16)
 INSTALLED = ("tinyllama", "phi3:mini", "biomistral:7b", "smollm2:135m", "gemini-3.5-flash")

@@ -57,7 +57,7 @@ from bench.llama_workers import worker_process  # noqa: E402
 from nemo_tui.backends.discovery import build_backends  # noqa: E402
 from nemo_tui.backends.embedded import DEFAULT_MODEL_NAME, embedded_unavailable_reason  # noqa: E402
 from nemo_tui.config import Config, parse_config  # noqa: E402
-from nemo_tui.core.memory import MemoryProfile, SystemSampler  # noqa: E402
+from nemo_tui.core.memory.profile import MemoryProfile, SystemSampler  # noqa: E402
 from nemo_tui.engine import Engine, QueryHandle  # noqa: E402
 from nemo_tui.events import (  # noqa: E402
     Cancelled,

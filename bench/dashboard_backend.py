@@ -15,7 +15,7 @@ from nemo_tui.backends.base import (
     StreamEvent,
     TokenChunk,
 )
-from nemo_tui.core.catalog import ModelArchitecture
+from nemo_tui.core.models.catalog import ModelArchitecture
 
 STREAM_RATE = 2000
 TICK_S = 0.01

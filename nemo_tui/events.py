@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nemo_tui.backends.base import BackendHealth
-    from nemo_tui.core.complexity import Complexity, ComplexityAssessment
-    from nemo_tui.core.memory import PressureChange
-    from nemo_tui.core.optimizer import OptimizedPrompt
-    from nemo_tui.core.recommender import Recommendation
+    from nemo_tui.core.memory.profile import PressureChange
+    from nemo_tui.core.models.complexity import Complexity, ComplexityAssessment
+    from nemo_tui.core.models.recommender import Recommendation
+    from nemo_tui.core.prompt.optimizer import OptimizedPrompt
     from nemo_tui.errors import NemoError
 
 _query_ids = itertools.count(1)

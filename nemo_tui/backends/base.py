@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from nemo_tui.errors import NemoError
 
 if TYPE_CHECKING:
-    from nemo_tui.core.catalog import ModelArchitecture
+    from nemo_tui.core.models.catalog import ModelArchitecture
 
 
 @dataclass(frozen=True)

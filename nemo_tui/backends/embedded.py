@@ -49,8 +49,8 @@ from nemo_tui.backends.base import (
     is_out_of_memory_message,
 )
 from nemo_tui.backends.llama_worker import KV_CACHE_TYPES, WorkerSettings
-from nemo_tui.core.catalog import ModelArchitecture, architecture_from_gguf
-from nemo_tui.core.estimator import CPU_MAX_BATCH
+from nemo_tui.core.models.catalog import ModelArchitecture, architecture_from_gguf
+from nemo_tui.core.models.estimator import CPU_MAX_BATCH
 from nemo_tui.errors import NemoError
 from nemo_tui.paths import embedded_log_dir
 from nemo_tui.units import bytes_to_mb

@@ -52,7 +52,7 @@ from nemo_tui.backends.http import (
     transport_error,
     uses_tls,
 )
-from nemo_tui.core.catalog import ModelArchitecture
+from nemo_tui.core.models.catalog import ModelArchitecture
 
 DEFAULT_URL = "https://generativelanguage.googleapis.com/v1beta"
 FLASH_ALIAS = "gemini-flash-latest"

@@ -47,7 +47,7 @@ from nemo_tui.backends.http import (
     request_timeout,
     transport_error,
 )
-from nemo_tui.core.catalog import ModelArchitecture, architecture_from_ollama_show
+from nemo_tui.core.models.catalog import ModelArchitecture, architecture_from_ollama_show
 from nemo_tui.errors import ConfigError, NemoError
 from nemo_tui.ollama_host import ADDRESS_FORMS, InvalidOllamaHost, ollama_base_url
 from nemo_tui.units import bytes_to_mb

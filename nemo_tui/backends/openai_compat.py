@@ -50,7 +50,7 @@ from nemo_tui.backends.http import (
     secret_or_none,
     transport_error,
 )
-from nemo_tui.core.catalog import ModelArchitecture
+from nemo_tui.core.models.catalog import ModelArchitecture
 from nemo_tui.units import bytes_to_mb
 
 _START_FIX = "start the server (llama-server, vLLM, LM Studio) or fix backends.openai.url"

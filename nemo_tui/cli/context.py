@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nemo_tui.config import Config, load_config
-from nemo_tui.core.memory import (
+from nemo_tui.core.memory.profile import (
     MemorySampler,
     SimulatedGpuSampler,
     SimulatedSampler,
@@ -21,9 +21,9 @@ from nemo_tui.errors import UsageError
 from nemo_tui.units import parse_size_mb
 
 if TYPE_CHECKING:
-    from nemo_tui.core.catalog import Catalog, ModelSpec
-    from nemo_tui.core.complexity import Complexity
-    from nemo_tui.core.recommender import RecommendationRequest
+    from nemo_tui.core.models.catalog import Catalog, ModelSpec
+    from nemo_tui.core.models.complexity import Complexity
+    from nemo_tui.core.models.recommender import RecommendationRequest
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class CommandContext:
     def catalog(self) -> Catalog:
         """The model catalog from the config, built on first use (the dashboard's first frame
         does without it)."""
-        from nemo_tui.core.catalog import build_catalog
+        from nemo_tui.core.models.catalog import build_catalog
 
         return build_catalog(self.config)
 
@@ -48,7 +48,7 @@ class CommandContext:
         """What the recommender needs for a command that does not probe the backends: the
         catalog, and which backends cannot answer whatever they would say."""
         from nemo_tui.backends.discovery import unusable_backends
-        from nemo_tui.core.recommender import RecommendationRequest
+        from nemo_tui.core.models.recommender import RecommendationRequest
 
         return RecommendationRequest(
             complexity,

@@ -13,18 +13,18 @@ from nemo_tui import paths
 from nemo_tui.cli.context import CommandContext, data_file, make_context
 from nemo_tui.cli.output import show
 from nemo_tui.config import dump_config_yaml, load_config
-from nemo_tui.core.catalog import resolve_model_argument
-from nemo_tui.core.complexity import Complexity, ComplexityAssessment, assess_complexity
-from nemo_tui.core.memory import MemoryProfile, PressureLevel, pressure_level
-from nemo_tui.core.optimizer import OptimizedPrompt, optimize_prompt
-from nemo_tui.core.recommender import (
+from nemo_tui.core.memory.profile import MemoryProfile, PressureLevel, pressure_level
+from nemo_tui.core.models.catalog import resolve_model_argument
+from nemo_tui.core.models.complexity import Complexity, ComplexityAssessment, assess_complexity
+from nemo_tui.core.models.recommender import (
     ANSWER_TOKENS,
     Recommendation,
     planned_context,
     recommend,
 )
-from nemo_tui.core.reports import memory_json
-from nemo_tui.core.tokens import estimate_tokens
+from nemo_tui.core.prompt.optimizer import OptimizedPrompt, optimize_prompt
+from nemo_tui.core.prompt.tokens import estimate_tokens
+from nemo_tui.core.reports.memory_json import memory_json
 from nemo_tui.errors import ConfigError, UsageError
 from nemo_tui.units import format_count, format_mb, format_pct
 
@@ -79,7 +79,7 @@ def recommend_command(args: argparse.Namespace) -> int:
 
 def optimize_command(args: argparse.Namespace) -> int:
     """`nemo-tui optimize < prompt`: shrink a prompt to a model's context or a token budget."""
-    from nemo_tui.core.data_summary import build_prompt, summarize_data
+    from nemo_tui.core.prompt.data_summary import build_prompt, summarize_data
 
     ctx = make_context(args)
     data = data_file(args.data)

@@ -17,8 +17,8 @@ from nemo_tui.backends.discovery import describe_health
 from nemo_tui.cli.context import CommandContext, data_file, known_model, make_context
 from nemo_tui.cli.event_json import event_json
 from nemo_tui.cli.output import AnswerWriter, note, show
-from nemo_tui.core.cache_policy import CachedModel
-from nemo_tui.core.recommender import memory_budget_mb, planned_context
+from nemo_tui.core.models.cache_policy import CachedModel
+from nemo_tui.core.models.recommender import memory_budget_mb, planned_context
 from nemo_tui.engine import Engine
 from nemo_tui.errors import NemoError
 from nemo_tui.events import (

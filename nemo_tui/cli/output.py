@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from nemo_tui.core.terminal_text import TerminalTextFilter, strip_terminal_controls
+from nemo_tui.core.text.terminal_text import TerminalTextFilter, strip_terminal_controls
 
 
 def show(text: str = "") -> None:

@@ -1,1 +1,3 @@
-"""Pure logic: memory, models, recommendations and optimization; no UI and no network I/O."""
+"""Pure logic, no UI and no network I/O, grouped the way a query flows through it:
+`memory` (how much is free), `models` (which model answers), `prompt` (what it reads), then
+`reports` (what the engine tells about it) and `text` (text leaving nemo-tui)."""

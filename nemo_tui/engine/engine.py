@@ -28,17 +28,7 @@ import msgspec
 
 from nemo_tui.backends.base import Backend, BackendError, BackendHealth
 from nemo_tui.config import Config
-from nemo_tui.core.cache_policy import (
-    CachedModel,
-    CacheTracker,
-    UsageRecord,
-    plan_pressure_relief,
-    plan_room,
-    predictive_choice,
-)
-from nemo_tui.core.catalog import Catalog, build_catalog
-from nemo_tui.core.complexity import Complexity
-from nemo_tui.core.memory import (
+from nemo_tui.core.memory.profile import (
     MemoryProfile,
     MemorySampler,
     PressureLevel,
@@ -46,15 +36,25 @@ from nemo_tui.core.memory import (
     pressure_level,
     with_loaded_models,
 )
-from nemo_tui.core.metrics import Metrics
-from nemo_tui.core.recommender import (
+from nemo_tui.core.models.cache_policy import (
+    CachedModel,
+    CacheTracker,
+    UsageRecord,
+    plan_pressure_relief,
+    plan_room,
+    predictive_choice,
+)
+from nemo_tui.core.models.catalog import Catalog, build_catalog
+from nemo_tui.core.models.complexity import Complexity
+from nemo_tui.core.models.recommender import (
     Recommendation,
     RecommendationRequest,
     batch_for,
     planned_context,
     recommend,
 )
-from nemo_tui.core.reports import memory_json
+from nemo_tui.core.reports.memory_json import memory_json
+from nemo_tui.core.reports.metrics import Metrics
 from nemo_tui.engine.history import load_history
 from nemo_tui.engine.pipeline import RunEnvironment, RunState, evict, run_query
 from nemo_tui.engine.planning import QueryPlan, plan_query

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from nemo_tui.core.metrics import Metrics, QueryRecord
+from nemo_tui.core.reports.metrics import Metrics, QueryRecord
 
 MAX_HISTORY_BYTES = 2 * 1024 * 1024
 """Past this size the file is cut back to the newest records the metrics keep (a few thousand

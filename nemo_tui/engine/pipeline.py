@@ -32,13 +32,13 @@ from nemo_tui.backends.base import (
     TokenChunk,
 )
 from nemo_tui.config import Config
-from nemo_tui.core.cache_policy import CacheTracker, UsageRecord, plan_room
-from nemo_tui.core.catalog import ModelSpec
-from nemo_tui.core.data_summary import DataSummaries
-from nemo_tui.core.memory import MemorySampler
-from nemo_tui.core.metrics import Metrics, QueryRecord
-from nemo_tui.core.optimizer import OptimizedPrompt
-from nemo_tui.core.recommender import batch_for, planned_context
+from nemo_tui.core.memory.profile import MemorySampler
+from nemo_tui.core.models.cache_policy import CacheTracker, UsageRecord, plan_room
+from nemo_tui.core.models.catalog import ModelSpec
+from nemo_tui.core.models.recommender import batch_for, planned_context
+from nemo_tui.core.prompt.data_summary import DataSummaries
+from nemo_tui.core.prompt.optimizer import OptimizedPrompt
+from nemo_tui.core.reports.metrics import Metrics, QueryRecord
 from nemo_tui.engine.history import append_history
 from nemo_tui.engine.planning import (
     PlanningInputs,

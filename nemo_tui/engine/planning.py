@@ -10,12 +10,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from nemo_tui.config import Config
-from nemo_tui.core.catalog import Catalog, ModelSpec
-from nemo_tui.core.complexity import Complexity, ComplexityAssessment, assess_complexity
-from nemo_tui.core.data_summary import DataSummaries, build_prompt
-from nemo_tui.core.memory import MemoryProfile
-from nemo_tui.core.optimizer import OptimizedPrompt, optimize_prompt
-from nemo_tui.core.recommender import (
+from nemo_tui.core.memory.profile import MemoryProfile
+from nemo_tui.core.models.catalog import Catalog, ModelSpec
+from nemo_tui.core.models.complexity import Complexity, ComplexityAssessment, assess_complexity
+from nemo_tui.core.models.recommender import (
     ANSWER_TOKENS,
     Recommendation,
     RecommendationRequest,
@@ -23,7 +21,9 @@ from nemo_tui.core.recommender import (
     recommend,
     recommend_override,
 )
-from nemo_tui.core.tokens import estimate_tokens
+from nemo_tui.core.prompt.data_summary import DataSummaries, build_prompt
+from nemo_tui.core.prompt.optimizer import OptimizedPrompt, optimize_prompt
+from nemo_tui.core.prompt.tokens import estimate_tokens
 from nemo_tui.errors import UsageError
 from nemo_tui.events import Query
 

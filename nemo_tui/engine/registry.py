@@ -13,15 +13,15 @@ from datetime import datetime
 
 from nemo_tui.backends.base import Backend, BackendError, BackendHealth, InstalledModel, LoadedModel
 from nemo_tui.backends.discovery import probe_all
-from nemo_tui.core.cache_policy import CachedModel, CacheTracker
-from nemo_tui.core.catalog import (
+from nemo_tui.core.models.cache_policy import CachedModel, CacheTracker
+from nemo_tui.core.models.catalog import (
     Catalog,
     ModelArchitecture,
     ModelSpec,
     Tier,
     spec_from_architecture,
 )
-from nemo_tui.core.recommender import ResidentModel
+from nemo_tui.core.models.recommender import ResidentModel
 from nemo_tui.units import bytes_to_mb, format_mb
 
 

@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from nemo_tui import paths
 from nemo_tui.config import Config
 from nemo_tui.config_writer import get_setting
-from nemo_tui.core.terminal_text import strip_terminal_controls
+from nemo_tui.core.text.terminal_text import strip_terminal_controls
 from nemo_tui.errors import ConfigError
 from nemo_tui.ui.collector import Pause, resume_collection
 from nemo_tui.ui.failures import failure_text
@@ -40,7 +40,7 @@ from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING
 from nemo_tui.ui.widgets.settings_panel import SETTINGS, SettingsPanel
 
 if TYPE_CHECKING:
-    from nemo_tui.core.memory import MemorySampler
+    from nemo_tui.core.memory.profile import MemorySampler
     from nemo_tui.engine import Engine
 
 EngineFactory: TypeAlias = Callable[[], "Engine"]

@@ -13,8 +13,8 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from nemo_tui.backends.base import BackendHealth
-    from nemo_tui.core.memory import MemoryProfile
-    from nemo_tui.core.text_file import SavedText
+    from nemo_tui.core.memory.profile import MemoryProfile
+    from nemo_tui.core.text.text_file import SavedText
     from nemo_tui.engine import Engine
     from nemo_tui.events import EngineEvent
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from nemo_tui.core.terminal_text import strip_terminal_controls
+from nemo_tui.core.text.terminal_text import strip_terminal_controls
 
 
 def literal(text: str) -> Content:

@@ -28,7 +28,7 @@ from nemo_tui.backends.base import (
 )
 from nemo_tui.backends.ollama import WARM_LOAD_MAX_S, OllamaBackend
 from nemo_tui.config import Config
-from nemo_tui.core.memory import SimulatedSampler
+from nemo_tui.core.memory.profile import SimulatedSampler
 from nemo_tui.engine import Engine
 from nemo_tui.errors import ConfigError
 from nemo_tui.ollama_host import InvalidOllamaHost, ollama_base_url

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from nemo_tui.cli.context import make_sampler
-from nemo_tui.core import memory
-from nemo_tui.core.memory import PressureLevel
-from nemo_tui.core.memory_probes import HostMemory
-from nemo_tui.core.reports import memory_json
+from nemo_tui.core.memory import profile as memory
+from nemo_tui.core.memory.probes import HostMemory
+from nemo_tui.core.memory.profile import PressureLevel
+from nemo_tui.core.reports.memory_json import memory_json
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import httpx
 
 from nemo_tui.backends.gemini import GeminiBackend
 from nemo_tui.config import Config
-from nemo_tui.core.memory import SimulatedSampler
+from nemo_tui.core.memory.profile import SimulatedSampler
 from nemo_tui.engine import Engine
 from nemo_tui.events import Done, Failed, Fallback, Query
 from tests.fakes import ScriptedBackend

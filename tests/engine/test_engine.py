@@ -21,10 +21,10 @@ from nemo_tui.backends.base import (
     StreamEvent,
 )
 from nemo_tui.config import Config
-from nemo_tui.core.catalog import Catalog, ModelSpec, Tier
-from nemo_tui.core.complexity import Complexity
-from nemo_tui.core.memory import MemoryProfile, PressureLevel, SimulatedSampler
-from nemo_tui.core.recommender import RecommendationRequest, ResidentModel, recommend
+from nemo_tui.core.memory.profile import MemoryProfile, PressureLevel, SimulatedSampler
+from nemo_tui.core.models.catalog import Catalog, ModelSpec, Tier
+from nemo_tui.core.models.complexity import Complexity
+from nemo_tui.core.models.recommender import RecommendationRequest, ResidentModel, recommend
 from nemo_tui.engine import Engine
 from nemo_tui.events import (
     BackendsChanged,

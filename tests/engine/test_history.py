@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_tui.core.metrics import Metrics, QueryRecord
+from nemo_tui.core.reports.metrics import Metrics, QueryRecord
 from nemo_tui.engine.history import MAX_HISTORY_BYTES, append_history, load_history
 from tests.fakes.query_records import query_record
 

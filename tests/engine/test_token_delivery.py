@@ -14,7 +14,7 @@ from nemo_tui.backends.base import (
     TokenChunk,
 )
 from nemo_tui.config import Config
-from nemo_tui.core.memory import SimulatedSampler
+from nemo_tui.core.memory.profile import SimulatedSampler
 from nemo_tui.engine import Engine
 from nemo_tui.events import FINAL_EVENTS, Done, EngineEvent, Notice, Query, Token
 from tests.fakes import Script, ScriptedBackend

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from nemo_tui.core.metrics import QueryRecord
+from nemo_tui.core.reports.metrics import QueryRecord
 
 ORDINARY = QueryRecord(
     model="phi3:mini",

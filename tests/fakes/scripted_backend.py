@@ -19,7 +19,7 @@ from nemo_tui.backends.base import (
     StreamEvent,
     TokenChunk,
 )
-from nemo_tui.core.catalog import ModelArchitecture
+from nemo_tui.core.models.catalog import ModelArchitecture
 
 
 @dataclass

@@ -38,7 +38,7 @@ from nemo_tui.backends.embedded import (
     embedded_unavailable_reason,
 )
 from nemo_tui.config import Config, parse_config
-from nemo_tui.core.memory import SimulatedSampler
+from nemo_tui.core.memory.profile import SimulatedSampler
 from nemo_tui.engine import Engine
 from nemo_tui.events import Done, Query
 

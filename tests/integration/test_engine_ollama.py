@@ -19,8 +19,8 @@ import pytest
 from nemo_tui.backends.base import Backend, BackendUnavailable, ServerBusy, StreamBroken
 from nemo_tui.backends.ollama import WARM_LOAD_MAX_S, OllamaBackend
 from nemo_tui.config import Config
-from nemo_tui.core.complexity import Complexity
-from nemo_tui.core.memory import PressureLevel, SimulatedSampler
+from nemo_tui.core.memory.profile import PressureLevel, SimulatedSampler
+from nemo_tui.core.models.complexity import Complexity
 from nemo_tui.engine import Engine, StreamStalled
 from nemo_tui.errors import UsageError
 from nemo_tui.events import (

@@ -25,7 +25,7 @@ from nemo_tui.backends.base import (
 from nemo_tui.backends.embedded import DEFAULT_MODEL_NAME, EmbeddedBackend
 from nemo_tui.backends.openai_compat import OpenAICompatBackend
 from nemo_tui.config import Config
-from nemo_tui.core.memory import SimulatedSampler
+from nemo_tui.core.memory.profile import SimulatedSampler
 from nemo_tui.engine import Engine
 from nemo_tui.events import Done, Failed, Fallback, Query, Token
 from tests.fakes import ScriptedBackend

@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 from textual.widgets import TextArea
 
 from nemo_tui.config import Config, parse_config
-from nemo_tui.core.memory import GpuMemory, MemoryProfile
+from nemo_tui.core.memory.profile import GpuMemory, MemoryProfile
 from nemo_tui.engine import Engine
 from nemo_tui.ui.app import NemoApp, create_app
 from nemo_tui.ui.widgets.memory_panel import MemoryFigures

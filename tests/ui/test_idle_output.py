@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import TextArea
 
-from nemo_tui.core.memory import MemoryProfile
+from nemo_tui.core.memory.profile import MemoryProfile
 from nemo_tui.ui.widgets import query_pane
 from tests.ui.support import FixedSampler, make_rig, started
 from tests.ui.terminal import Terminal

@@ -18,11 +18,12 @@ import pytest
 from textual.color import Color
 from textual.pilot import Pilot
 
-from nemo_tui.core.memory import GpuMemory, MemoryProfile
+from nemo_tui.core.memory.history import STEP_S
+from nemo_tui.core.memory.profile import GpuMemory, MemoryProfile
 from nemo_tui.ui.app import NemoApp
 from nemo_tui.ui.screens.main import MainScreen
 from nemo_tui.ui.widgets.history_plot import HistoryPlot
-from nemo_tui.ui.widgets.memory_history import STEP_S, MemoryHistory
+from nemo_tui.ui.widgets.memory_history import MemoryHistory
 from tests.ui.support import (
     FIXED_TIME,
     GB,

@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static
 
 from nemo_tui.backends.base import OutOfMemory
-from nemo_tui.core.text_file import SavedText
+from nemo_tui.core.text.text_file import SavedText
 from nemo_tui.events import Done
 from nemo_tui.ui.screens import main_query
 from nemo_tui.ui.screens.model_menu import ModelMenu

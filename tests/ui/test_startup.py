@@ -11,7 +11,7 @@ import pytest
 from textual.widgets import Static
 
 from nemo_tui.config import Config, parse_config
-from nemo_tui.core.memory import SimulatedSampler
+from nemo_tui.core.memory.profile import SimulatedSampler
 from nemo_tui.engine import Engine
 from nemo_tui.errors import NemoError
 from nemo_tui.ui.app import create_app
@@ -141,7 +141,7 @@ async def test_a_bad_ollama_host_ends_the_app_with_one_line_naming_it(
 
 
 def test_the_first_frame_does_not_wait_for_the_engine_or_httpx() -> None:
-    later = ("nemo_tui.engine", "nemo_tui.core.catalog", "httpx", "plotext", "markdown_it")
+    later = ("nemo_tui.engine", "nemo_tui.core.models.catalog", "httpx", "plotext", "markdown_it")
     probe = (
         "import sys, nemo_tui.cli.dashboard, nemo_tui.ui.app;"
         f"print(sorted(m for m in {later!r} if m in sys.modules))"

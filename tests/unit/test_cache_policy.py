@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from nemo_tui.core.cache_policy import (
+from nemo_tui.core.memory.profile import MemoryProfile, PressureLevel, SimulatedSampler
+from nemo_tui.core.models.cache_policy import (
     MAX_RESIDENT,
     CachedModel,
     CacheTracker,
@@ -15,8 +16,7 @@ from nemo_tui.core.cache_policy import (
     plan_room,
     predictive_choice,
 )
-from nemo_tui.core.catalog import model_key
-from nemo_tui.core.memory import MemoryProfile, PressureLevel, SimulatedSampler
+from nemo_tui.core.models.catalog import model_key
 
 GB = 1024.0
 LIMIT = 0.8

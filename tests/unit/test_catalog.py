@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from nemo_tui.config import Backends, Config, GeminiBackend, ModelEntry, parse_config
-from nemo_tui.core.catalog import (
+from nemo_tui.core.models.catalog import (
     BITS_PER_WEIGHT,
     Catalog,
     ModelArchitecture,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nemo_tui.core.complexity import Complexity, assess_complexity
+from nemo_tui.core.models.complexity import Complexity, assess_complexity
 
 LOW, MEDIUM, HIGH = Complexity.LOW, Complexity.MEDIUM, Complexity.HIGH
 

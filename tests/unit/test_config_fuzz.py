@@ -21,7 +21,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nemo_tui.config import Config, load_config, parse_config
-from nemo_tui.core.catalog import build_catalog
+from nemo_tui.core.models.catalog import build_catalog
 from nemo_tui.errors import ConfigError, NemoError
 
 ODD_STRINGS = st.sampled_from(

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nemo_tui.core import data_summary
-from nemo_tui.core.data_summary import DataSummaries, build_prompt, summarize_data
-from nemo_tui.core.optimizer import estimate_tokens
+from nemo_tui.core.prompt import data_summary
+from nemo_tui.core.prompt.data_summary import DataSummaries, build_prompt, summarize_data
+from nemo_tui.core.prompt.optimizer import estimate_tokens
 from nemo_tui.errors import NemoError
 
 ROWS = [

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nemo_tui.core.data_summary import summarize_data
+from nemo_tui.core.prompt.data_summary import summarize_data
 from nemo_tui.errors import NemoError
 
 SUFFIXES = st.sampled_from([".csv", ".tsv", ".jsonl"])

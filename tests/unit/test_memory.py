@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from nemo_tui.core.memory import (
+from nemo_tui.core.memory.probes import NvmlProbe, RssProbe, read_psi
+from nemo_tui.core.memory.profile import (
     GpuMemory,
     MemoryProfile,
     PressureChange,
@@ -25,7 +26,6 @@ from nemo_tui.core.memory import (
     pressure_level,
     with_loaded_models,
 )
-from nemo_tui.core.memory_probes import NvmlProbe, RssProbe, read_psi
 from nemo_tui.errors import UsageError
 
 GIB = 1024**3

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nemo_tui.core.metrics import Metrics, percentile
+from nemo_tui.core.reports.metrics import Metrics, percentile
 from tests.fakes.query_records import query_record as query
 
 

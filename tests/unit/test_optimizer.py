@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from nemo_tui.core.optimizer import (
+from nemo_tui.core.prompt.optimizer import (
     ELISION_TEMPLATE,
     CutReason,
     OptimizedPrompt,

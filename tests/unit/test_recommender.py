@@ -6,10 +6,10 @@ import msgspec
 import pytest
 
 from nemo_tui.config import Config, Preferences
-from nemo_tui.core.catalog import Catalog, Tier, build_catalog
-from nemo_tui.core.complexity import Complexity
-from nemo_tui.core.memory import MemoryProfile, SimulatedSampler
-from nemo_tui.core.recommender import (
+from nemo_tui.core.memory.profile import MemoryProfile, SimulatedSampler
+from nemo_tui.core.models.catalog import Catalog, Tier, build_catalog
+from nemo_tui.core.models.complexity import Complexity
+from nemo_tui.core.models.recommender import (
     RecommendationRequest,
     ResidentModel,
     batch_for,

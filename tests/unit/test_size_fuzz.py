@@ -9,7 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nemo_tui.cli.context import make_sampler
-from nemo_tui.core.memory import parse_simulation
+from nemo_tui.core.memory.profile import parse_simulation
 from nemo_tui.errors import UsageError
 from nemo_tui.units import MAX_SIZE_MB, parse_size_mb
 

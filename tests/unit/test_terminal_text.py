@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nemo_tui.core.terminal_text import TerminalTextFilter, strip_terminal_controls
+from nemo_tui.core.text.terminal_text import TerminalTextFilter, strip_terminal_controls
 
 OSC52 = "\x1b]52;c;aGVsbG8gZnJvbSB0aGUgbW9kZWw=\x07"
 """Writes "hello from the model" to the clipboard."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_tui.core.text_file import TextNotSaved, save_text, would_replace
+from nemo_tui.core.text.text_file import TextNotSaved, save_text, would_replace
 
 
 def test_a_new_file_is_written_as_utf8(tmp_path: Path) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from nemo_tui.config import Config, Optimization, Preferences
-from nemo_tui.core.memory import MemoryProfile, SimulatedSampler
-from nemo_tui.core.metrics import Metrics, QueryRecord
-from nemo_tui.core.troubleshooting import Action, Symptom, diagnose
+from nemo_tui.core.memory.profile import MemoryProfile, SimulatedSampler
+from nemo_tui.core.reports.metrics import Metrics, QueryRecord
+from nemo_tui.core.reports.troubleshooting import Action, Symptom, diagnose
 from tests.fakes.query_records import query_record as q
 
 GB = 1024.0

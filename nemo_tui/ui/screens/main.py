@@ -19,9 +19,14 @@ from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
 from nemo_tui.config_writer import get_setting
-from nemo_tui.core.memory import MemoryProfile, MemorySampler, PressureLevel, PressureWatcher
-from nemo_tui.core.terminal_text import strip_terminal_controls
-from nemo_tui.core.troubleshooting import Action, diagnose
+from nemo_tui.core.memory.profile import (
+    MemoryProfile,
+    MemorySampler,
+    PressureLevel,
+    PressureWatcher,
+)
+from nemo_tui.core.reports.troubleshooting import Action, diagnose
+from nemo_tui.core.text.terminal_text import strip_terminal_controls
 from nemo_tui.errors import ConfigError
 from nemo_tui.ui.collector import Pause, resume_collection
 from nemo_tui.ui.failures import failure_text, failure_title
@@ -386,7 +391,7 @@ class MainScreen(CacheActions, QueryActions):
         if action is Action.CLEAR_CACHE:
             self._cache_action("clear", None)
         elif action is Action.LIGHTER_MODEL:
-            from nemo_tui.core.complexity import Complexity
+            from nemo_tui.core.models.complexity import Complexity
 
             lighter = self._engine.recommend_now(Complexity.LOW).model
             self.query_one(QueryPane).choose_model(lighter)

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.screen import Screen
 
-from nemo_tui.core.terminal_text import strip_terminal_controls
+from nemo_tui.core.text.terminal_text import strip_terminal_controls
 from nemo_tui.ui.messages import CachedModelsChanged
 from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
 from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING, QueryPane
 
 if TYPE_CHECKING:
-    from nemo_tui.core.recommender import Recommendation
+    from nemo_tui.core.models.recommender import Recommendation
     from nemo_tui.engine import CacheActionResult, Engine
 
 

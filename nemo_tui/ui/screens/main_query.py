@@ -7,7 +7,7 @@ from pathlib import Path
 from textual import work
 from textual.screen import Screen
 
-from nemo_tui.core.text_file import save_text
+from nemo_tui.core.text.text_file import save_text
 from nemo_tui.ui.messages import AnswerSaved
 from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING, QueryPane
 

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from nemo_tui.core.text_file import TextNotSaved, would_replace
+from nemo_tui.core.text.text_file import TextNotSaved, would_replace
 from nemo_tui.ui.server_text import literal
 
 

@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from nemo_tui.core.terminal_text import strip_terminal_controls
+from nemo_tui.core.text.terminal_text import strip_terminal_controls
 from nemo_tui.ui.widgets.key_bar import KeyBar
 from nemo_tui.ui.widgets.title_bar import TitleBar
 from nemo_tui.units import format_count, format_mb, format_pct, format_rate, format_seconds

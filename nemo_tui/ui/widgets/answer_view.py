@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Static
 
-from nemo_tui.core.terminal_text import TerminalTextFilter, strip_terminal_controls
+from nemo_tui.core.text.terminal_text import TerminalTextFilter, strip_terminal_controls
 from nemo_tui.ui.collector import Pause, pause_collection, resume_collection
 
 if TYPE_CHECKING:

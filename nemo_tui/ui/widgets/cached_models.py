@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 from textual.content import Content
 
-from nemo_tui.core.terminal_text import strip_terminal_controls
+from nemo_tui.core.text.terminal_text import strip_terminal_controls
 from nemo_tui.ui.widgets.cursor_list import CursorList
 from nemo_tui.units import format_count, format_mb, format_pct, format_seconds
 
 if TYPE_CHECKING:
-    from nemo_tui.core.cache_policy import CachedModel
+    from nemo_tui.core.models.cache_policy import CachedModel
 
 COLUMNS = ("Model", "Where", "Size", "VRAM", "Ctx", "Expires", "Hits")
 

@@ -13,8 +13,8 @@ from textual.app import RenderResult
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
+from nemo_tui.core.memory.history import HISTORY_S, History
 from nemo_tui.ui.widgets.changed_cells import changed_regions
-from nemo_tui.ui.widgets.memory_history import HISTORY_S, History
 
 
 class HistoryPlot(PlotextPlot):

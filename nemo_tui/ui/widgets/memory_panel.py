@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.geometry import Size
 from textual.widget import Widget
 
-from nemo_tui.core.memory import MemoryProfile, PressureLevel
+from nemo_tui.core.memory.profile import MemoryProfile, PressureLevel
 from nemo_tui.ui.widgets.changed_cells import changed_regions
 from nemo_tui.ui.widgets.gauge import (
     GAUGE_COMPONENTS,
@@ -25,7 +25,7 @@ from nemo_tui.ui.widgets.memory_history import MemoryHistory
 from nemo_tui.units import format_count, format_mb, format_pct
 
 if TYPE_CHECKING:
-    from nemo_tui.core.cache_policy import CachedModel
+    from nemo_tui.core.models.cache_policy import CachedModel
 
 LEVEL_STYLE: dict[PressureLevel, GaugeLevel] = {
     PressureLevel.NORMAL: "ok",

@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.timer import Timer
 from textual.widgets import Label, Static, TextArea
 
-from nemo_tui.core.terminal_text import strip_terminal_controls
+from nemo_tui.core.text.terminal_text import strip_terminal_controls
 from nemo_tui.errors import NemoError
 from nemo_tui.ui.server_text import literal, template
 from nemo_tui.ui.widgets.answer_view import AnswerView

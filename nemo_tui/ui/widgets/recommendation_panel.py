@@ -11,7 +11,7 @@ from nemo_tui.ui.server_text import template
 from nemo_tui.units import format_count, format_mb
 
 if TYPE_CHECKING:
-    from nemo_tui.core.recommender import Recommendation
+    from nemo_tui.core.models.recommender import Recommendation
 
 
 def describe_change(old: Recommendation, new: Recommendation) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from textual.markup import escape
 from textual.widgets import Static
 
-from nemo_tui.core.troubleshooting import Action, Symptom
+from nemo_tui.core.reports.troubleshooting import Action, Symptom
 
 ACTION_LABELS: dict[Action, str] = {
     Action.CLEAR_CACHE: "clear the model cache",

@@ -2,7 +2,7 @@
 
 This module owns the memory arithmetic: `ModelArchitecture` (the figures it needs), the
 `MemoryEstimate` it produces, and the two budget solvers behind the original design's "context
-length adjustment" and "batch size optimization". `nemo_tui.core.metadata` fills a
+length adjustment" and "batch size optimization". `nemo_tui.core.models.metadata` fills a
 `ModelArchitecture` from a GGUF header or from Ollama's `/api/show` reply.
 
 The total is weights + KV cache + compute + a fixed overhead, as in Ollama's classic estimator

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from nemo_tui.config import Preferences
-from nemo_tui.core.tokens import TokenCounter, estimate_tokens
+from nemo_tui.core.prompt.tokens import TokenCounter, estimate_tokens
 from nemo_tui.errors import NemoError
 from nemo_tui.units import bytes_to_mb, format_count, format_mb, format_pct
 

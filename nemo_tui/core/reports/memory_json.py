@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nemo_tui.core.memory import MemoryProfile, PressureLevel
+from nemo_tui.core.memory.profile import MemoryProfile, PressureLevel
 
 
 def _mb(value: float | None) -> float | None:

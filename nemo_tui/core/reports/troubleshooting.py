@@ -18,8 +18,8 @@ from nemo_tui.units import format_mb, format_pct, format_rate, format_seconds
 
 if TYPE_CHECKING:
     from nemo_tui.config import Config
-    from nemo_tui.core.memory import MemoryProfile
-    from nemo_tui.core.metrics import Metrics
+    from nemo_tui.core.memory.profile import MemoryProfile
+    from nemo_tui.core.reports.metrics import Metrics
 
 HIGH_MEMORY_USAGE = 0.90
 """Memory usage share above which memory use is called high."""

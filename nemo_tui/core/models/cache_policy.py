@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
-from nemo_tui.core.catalog import model_key
-from nemo_tui.core.memory import MemoryProfile, PressureLevel
+from nemo_tui.core.memory.profile import MemoryProfile, PressureLevel
+from nemo_tui.core.models.catalog import model_key
 from nemo_tui.units import format_mb, format_pct
 
 MAX_RESIDENT = 3

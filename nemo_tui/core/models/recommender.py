@@ -25,9 +25,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from nemo_tui.config import Config
-from nemo_tui.core.catalog import Catalog, MemoryEstimate, ModelSpec, Tier, model_key
-from nemo_tui.core.complexity import Complexity
-from nemo_tui.core.memory import MemoryProfile
+from nemo_tui.core.memory.profile import MemoryProfile
+from nemo_tui.core.models.catalog import Catalog, MemoryEstimate, ModelSpec, Tier, model_key
+from nemo_tui.core.models.complexity import Complexity
 from nemo_tui.units import format_count, format_mb
 
 MAX_TIERS_BELOW = 1
@@ -366,7 +366,7 @@ def _batch(
 ) -> int:
     if not config.optimization.batch_optimization or spec.architecture is None:
         return min(DEFAULT_BATCH, num_ctx)
-    from nemo_tui.core.catalog import batch_size_for_budget
+    from nemo_tui.core.models.catalog import batch_size_for_budget
 
     # Batches above llama.cpp's physical one only pay off on a GPU, and the embedded backend
     # runs on the CPU (the xllamacpp wheel is a CPU build).

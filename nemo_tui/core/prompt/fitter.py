@@ -4,11 +4,11 @@
 2. duplicate: paragraphs, then lines and sentences, that repeat earlier text are dropped;
 3. boilerplate: copyright, disclaimer, navigation and similar lines are dropped;
 4. low relevance: the rest is ranked by what it shares with the question
-   (`nemo_tui.core.relevance`) and the most relevant units are kept while they fit.
+   (`nemo_tui.core.prompt.relevance`) and the most relevant units are kept while they fit.
 
 The instructions (the first paragraph, when small) and the question (the end of the prompt)
 are pinned: no stage drops them. Only when they alone are over budget is the middle of the
-longer one cut (`nemo_tui.core.elision.cut_middle`), keeping the question's last sentence
+longer one cut (`nemo_tui.core.prompt.elision.cut_middle`), keeping the question's last sentence
 whole where the budget allows. Every decision is confirmed with an exact count of the
 rendered prompt, so the result never exceeds the budget.
 """
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import re
 
-from nemo_tui.core.boilerplate import CUES, is_boilerplate
-from nemo_tui.core.elision import CutReason, CutSpan, cut_middle, elision_marker
-from nemo_tui.core.layout import PromptLayout
-from nemo_tui.core.relevance import fold_case, question_terms, score_units
-from nemo_tui.core.segments import BlockKind, Unit, block_units, split_blocks, split_units
-from nemo_tui.core.tokens import TokenCounter
+from nemo_tui.core.prompt.boilerplate import CUES, is_boilerplate
+from nemo_tui.core.prompt.elision import CutReason, CutSpan, cut_middle, elision_marker
+from nemo_tui.core.prompt.layout import PromptLayout
+from nemo_tui.core.prompt.relevance import fold_case, question_terms, score_units
+from nemo_tui.core.prompt.segments import BlockKind, Unit, block_units, split_blocks, split_units
+from nemo_tui.core.prompt.tokens import TokenCounter
 
 _WHITESPACE_RUN = re.compile(r"\s{2,}")
 _WORD = re.compile(r"\S+")
@@ -41,7 +41,7 @@ def fit_prompt(
     Args:
         prompt: The prompt, over budget.
         budget: The most tokens the result may have (at least 1).
-        question: The question if known (see `nemo_tui.core.optimizer.optimize_prompt`).
+        question: The question if known (see `nemo_tui.core.prompt.optimizer.optimize_prompt`).
         count: The token counter.
         original_tokens: `count(prompt)`, which sizes the elision markers.
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from nemo_tui.core.estimator import ModelArchitecture, bits_per_weight
+from nemo_tui.core.models.estimator import ModelArchitecture, bits_per_weight
 from nemo_tui.errors import NemoError
 
 

@@ -14,7 +14,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Sequence
 
-from nemo_tui.core.segments import BlockKind, Unit
+from nemo_tui.core.prompt.segments import BlockKind, Unit
 
 _QUESTION_WORD = re.compile(r"[A-Za-z0-9]+")
 _STOPWORD_LIST = """

@@ -1,7 +1,7 @@
 """Memory probes: the kernel files and libraries a memory sample is read from.
 
-This module owns the readers behind `SystemSampler` (in `nemo_tui.core.memory`) and the figures
-each one returns:
+This module owns the readers behind `SystemSampler` (in `nemo_tui.core.memory.profile`) and the
+figures each one returns:
 
 - host memory from `/proc/meminfo` (psutil on systems without it),
 - this process's resident memory from `/proc/self/statm` (psutil on systems without it),
@@ -29,7 +29,7 @@ _KB = 1024
 @dataclass(frozen=True, slots=True)
 class GpuMemory:
     """The memory of one GPU, as NVML reports it or `--simulate-gpu` pretends;
-    `nemo_tui.core.memory` re-exports it."""
+    `nemo_tui.core.memory.profile` re-exports it."""
 
     index: int
     name: str

@@ -1,11 +1,11 @@
 """Fitting a prompt into a model's token budget, and reporting exactly what was cut.
 
 This is the optimizer's public face. When a prompt is over budget (and `context_truncation`
-is on), `nemo_tui.core.fitter` shrinks it in stages, stopping as soon as it fits: collapse
+is on), `nemo_tui.core.prompt.fitter` shrinks it in stages, stopping as soon as it fits: collapse
 whitespace, drop duplicates, drop boilerplate, then keep the text most relevant to the
 question. The instructions (the first paragraph, when small) and the question (the end of the
 prompt) are kept whole. Text is cut in whole sentences, table rows and code blocks
-(`nemo_tui.core.segments`), so no cut falls inside a word or a code block, and each run of
+(`nemo_tui.core.prompt.segments`), so no cut falls inside a word or a code block, and each run of
 dropped text is replaced by a visible marker (`ELISION_TEMPLATE`). Only when the instructions
 and the question alone are over budget is the middle of the longer one cut, at word
 boundaries, keeping the question's last sentence whole where possible. The result never
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nemo_tui.core.elision import ELISION_TEMPLATE, CutReason, CutSpan
-from nemo_tui.core.fitter import fit_prompt
-from nemo_tui.core.tokens import TokenCounter, estimate_tokens
+from nemo_tui.core.prompt.elision import ELISION_TEMPLATE, CutReason, CutSpan
+from nemo_tui.core.prompt.fitter import fit_prompt
+from nemo_tui.core.prompt.tokens import TokenCounter, estimate_tokens
 from nemo_tui.errors import NemoError
 from nemo_tui.units import format_count
 

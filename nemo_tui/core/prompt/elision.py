@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from nemo_tui.core.tokens import TokenCounter
+from nemo_tui.core.prompt.tokens import TokenCounter
 from nemo_tui.units import format_count
 
 ELISION_TEMPLATE = "[… {tokens} tokens omitted …]"

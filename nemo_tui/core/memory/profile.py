@@ -4,7 +4,7 @@ This module is the public face of memory sampling. It owns:
 
 - the `MemoryProfile` snapshot (with its `GpuMemory` entries),
 - the samplers that produce one: `SystemSampler` for this machine, which combines the probes in
-  `nemo_tui.core.memory_probes` (meminfo, PSI, cgroup v2, NVML), `SimulatedSampler` for a
+  `nemo_tui.core.memory.probes` (meminfo, PSI, cgroup v2, NVML), `SimulatedSampler` for a
   machine of a chosen size (`--simulate-memory`, with `--simulate-gpu`), and
   `SimulatedGpuSampler` for this machine's live memory with a simulated GPU (`--simulate-gpu`
   alone),
@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Protocol
 
 # GpuMemory is re-exported (below): it is part of every MemoryProfile, so callers import it here.
-from nemo_tui.core.memory_probes import (
+from nemo_tui.core.memory.probes import (
     CgroupProbe,
     NvmlProbe,
     RssProbe,
     read_host_memory,
     read_psi,
 )
-from nemo_tui.core.memory_probes import GpuMemory as GpuMemory
+from nemo_tui.core.memory.probes import GpuMemory as GpuMemory
 from nemo_tui.errors import UsageError
 from nemo_tui.units import format_mb, parse_size_mb
 

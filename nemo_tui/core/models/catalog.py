@@ -2,7 +2,7 @@
 
 This module owns `ModelSpec` (one model: tier, backend and what it costs in memory) and
 `Catalog` (all of them, looked up by name). The memory arithmetic lives in
-`nemo_tui.core.estimator` and the header readers in `nemo_tui.core.metadata`; both are
+`nemo_tui.core.models.estimator` and the header readers in `nemo_tui.core.models.metadata`; both are
 re-exported here so callers import one module.
 """
 
@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from nemo_tui.config import Config, KvCacheType, ModelEntry
-from nemo_tui.core.estimator import (
+from nemo_tui.core.models.estimator import (
     BITS_PER_WEIGHT,
     MemoryEstimate,
     ModelArchitecture,
@@ -25,7 +25,7 @@ from nemo_tui.core.estimator import (
     estimate_memory,
     max_context_for_budget,
 )
-from nemo_tui.core.metadata import architecture_from_gguf, architecture_from_ollama_show
+from nemo_tui.core.models.metadata import architecture_from_gguf, architecture_from_ollama_show
 from nemo_tui.errors import NemoError, UsageError
 
 __all__ = [

@@ -1,6 +1,6 @@
 """A prompt laid out as units and the whitespace between them, with what has been cut.
 
-The optimizer's stages (`nemo_tui.core.fitter`) decide what to cut; this module keeps the
+The optimizer's stages (`nemo_tui.core.prompt.fitter`) decide what to cut; this module keeps the
 bookkeeping: the current text and token count of every unit and gap, which units are cut and
 why, how the prompt renders (one marker per run of cut units), what it is estimated to cost,
 and the cuts as spans of the original prompt.
@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from bisect import bisect_right
 
-from nemo_tui.core.elision import CutReason, CutSpan, elision_marker
-from nemo_tui.core.segments import Unit
-from nemo_tui.core.tokens import TokenCounter
+from nemo_tui.core.prompt.elision import CutReason, CutSpan, elision_marker
+from nemo_tui.core.prompt.segments import Unit
+from nemo_tui.core.prompt.tokens import TokenCounter
 
 
 class PromptLayout:

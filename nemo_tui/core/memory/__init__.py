@@ -1,0 +1,1 @@
+"""How much memory there is and how hard it is pressed: sampling, probes, pressure levels."""
