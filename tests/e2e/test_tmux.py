@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -94,7 +95,9 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
             "nemo_tui",
         ]
     )
-    term = Terminal(f"nemo-e2e-{os.getpid()}")
+    # A server of its own per test: a server being killed by the test before may still hold
+    # a shared socket name, and a new session there fails with "server exited unexpectedly".
+    term = Terminal(f"nemo-e2e-{os.getpid()}-{secrets.token_hex(4)}")
     term.tmux("new-session", "-d", "-s", "e2e", "-x", "80", "-y", "24", "-c", str(REPO), command)
     try:
         yield term
