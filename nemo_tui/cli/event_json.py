@@ -60,6 +60,7 @@ def event_json(event: EngineEvent) -> dict[str, object]:
             first_token_s=event.first_token_s,
             total_s=event.total_s,
             cache_hit=event.cache_hit,
+            local=event.local,
             reduction_pct=round(event.reduction_pct, 1),
             fallbacks=list(event.fallbacks),
         )

@@ -646,7 +646,7 @@ class Engine:
             Query(""), num_ctx, batch_for(spec, num_ctx, profile, self.config)
         )
         try:
-            await backend.preload(model, options)
+            loaded = await backend.preload(model, options)
         except BackendError as exc:
             return CacheActionResult(
                 False, f"Could not load {model}: {exc.one_line()}", tuple(evicted)
@@ -654,7 +654,11 @@ class Engine:
         self._tracker.record_load(backend.name, model, need_mb, num_ctx)
         await self._registry.sync_loaded()
         took = format_seconds(time.perf_counter() - started)
-        message = f"Loaded {model} ({format_mb(need_mb)} estimated) in {took}"
+        if loaded is False:
+            # Another client of the server had loaded it: nothing was loaded, say so.
+            message = f"{model} was already loaded on {backend.name}"
+        else:
+            message = f"Loaded {model} ({format_mb(need_mb)} estimated) in {took}"
         if evicted:
             message += f"; unloaded {', '.join(evicted)} to make room"
         return CacheActionResult(True, message, tuple(evicted))

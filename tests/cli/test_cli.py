@@ -474,6 +474,8 @@ def test_ask_json_emits_one_event_per_line_ending_with_done(cli: Cli, ollama: Fa
     assert "".join(e["text"] for e in events if e["event"] == "token") == ANSWER
     done = events[-1]
     assert done["model"] == "tinyllama" and done["tokens_out"] == 24
+    # A local answer: `cache_hit` null would mean the server did not say, not "cloud".
+    assert done["local"] is True
 
 
 @pytest.mark.integration

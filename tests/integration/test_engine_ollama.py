@@ -225,6 +225,19 @@ async def test_a_model_the_server_evicted_for_another_clients_model_is_a_miss() 
 
 
 @pytest.mark.integration
+async def test_preloading_a_model_another_client_loaded_says_it_was_already_loaded(
+    slow_loads: FakeOllama,
+) -> None:
+    # Two nemo-tui on one server: the second started before the first loaded the model.
+    async with running(slow_loads.url) as first, running(slow_loads.url) as second:
+        assert (await first.preload("tinyllama")).message.startswith("Loaded tinyllama")
+        result = await second.preload("tinyllama")
+    assert result.ok
+    assert result.message == "tinyllama was already loaded on ollama"
+    assert slow_loads.loads == 1
+
+
+@pytest.mark.integration
 async def test_after_each_query_the_loaded_models_are_the_servers_for_one_api_ps(
     server: FakeOllama,
 ) -> None:
