@@ -117,9 +117,14 @@ def cli(tmp_path: Path) -> Cli:
 
 @pytest.fixture
 def ollama(cli: Cli) -> Iterator[FakeOllama]:
-    """A fake Ollama with tinyllama and phi3:mini, which the CLI reaches through OLLAMA_HOST."""
+    """A fake Ollama with tinyllama and phi3:mini, which the CLI reaches through OLLAMA_HOST.
+
+    A cold load takes 0.3 s, as a real runner start does (Ollama polls a starting runner every
+    250 ms): what the CLI says about a load follows from what the server reports.
+    """
     phi3 = next(m for m in DEFAULT_MODELS if m.name == "phi3:mini")
-    with FakeOllama([FakeModel("tinyllama", weights_mb=608.0), phi3]) as server:
+    models = [FakeModel("tinyllama", weights_mb=608.0), phi3]
+    with FakeOllama(models, cold_load_s=0.3) as server:
         cli.env["OLLAMA_HOST"] = server.url
         yield server
     assert server.handler_errors == []
