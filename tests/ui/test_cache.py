@@ -10,6 +10,7 @@ from pathlib import Path
 from nemo_tui.backends.base import GenerationOptions, LoadedModel
 from nemo_tui.backends.openai_compat import OpenAICompatBackend
 from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
+from nemo_tui.ui.widgets.memory_panel import MemoryFigures
 from nemo_tui.ui.widgets.query_pane import QueryPane
 from tests.backends.support import MockServer
 from tests.fakes import ScriptedBackend
@@ -147,9 +148,17 @@ async def test_a_loaded_model_whose_server_reports_no_size_shows_unknown_not_0_m
         table = rig.app.screen.query_one(CachedModelsPanel)
         await settle(pilot, lambda: bool(table.models))
         header, row = str(table.render()).splitlines()[:2]
+        await pilot.press("f5")  # the gauges take the loaded models at the next sample
+        figures = rig.app.screen.query_one(MemoryFigures)
+        await settle(pilot, lambda: "1 model" in figures.readings["models"].figures)
+        gauge = figures.readings["models"]
+        parts = figures.parts.plain
     size = row[header.index("Size") :].split()[0]
     assert row.startswith("Qwen/Qwen2.5-7B-Instruct")
     assert size == "unknown"
+    # Its memory is not in the models' figure, and the figure does not pass for all of it.
+    assert (gauge.label, gauge.figures) == ("Models (openai)", "0 MB + 1 unknown, 1 model")
+    assert "models 0 MB + 1 unknown (openai)" in parts
 
 
 class ExpiringBackend(ScriptedBackend):

@@ -248,15 +248,27 @@ class MemoryPanel(Vertical):
         self.figures.show(readings, self._pressure_line(profile), self._parts_line(profile))
 
     def _models_reading(self, profile: MemoryProfile) -> GaugeReading:
-        resident = sum(model.size_mb for model in self._models if model.size_mb is not None)
-        backends = sorted({model.backend for model in self._models})
+        resident_mb, source = self._models_resident()
         count = len(self._models)
         noun = "model" if count == 1 else "models"
         return GaugeReading(
-            f"Models ({'/'.join(backends)})" if backends else "Models (server)",
-            resident / profile.total_mb if profile.total_mb else 0.0,
-            f"{format_mb(resident)}, {format_count(count)} {noun}",
+            f"Models ({source})",
+            resident_mb / profile.total_mb if profile.total_mb else 0.0,
+            f"{self._models_size_text(resident_mb)}, {format_count(count)} {noun}",
         )
+
+    def _models_resident(self) -> tuple[float, str]:
+        """The memory the loaded models hold as their backends report it, and which backends
+        reported it (the servers, until one has a model loaded)."""
+        resident_mb = sum(model.size_mb for model in self._models if model.size_mb is not None)
+        backends = sorted({model.backend for model in self._models})
+        return resident_mb, "/".join(backends) or "server"
+
+    def _models_size_text(self, resident_mb: float) -> str:
+        """The resident size, with the models whose backend reports no size counted apart:
+        their memory is not in the figure, and the figure must not pass for all of it."""
+        unknown = sum(1 for model in self._models if model.size_mb is None)
+        return format_mb(resident_mb) + (f" + {format_count(unknown)} unknown" if unknown else "")
 
     def _pressure_line(self, profile: MemoryProfile) -> Content:
         variable = _VARIABLE[LEVEL_STYLE[self._level]]
@@ -272,11 +284,11 @@ class MemoryPanel(Vertical):
         return Content.from_markup(" · ".join(parts))
 
     def _parts_line(self, profile: MemoryProfile) -> Content:
-        resident = sum(model.size_mb for model in self._models if model.size_mb is not None)
+        resident_mb, source = self._models_resident()
         parts = [
             f"page cache {format_mb(profile.page_cache_mb)} ({_host_source(profile)})",
             f"nemo-tui {format_mb(profile.process_rss_mb)} (RSS)",
-            f"models {format_mb(resident)} (server)",
+            f"models {self._models_size_text(resident_mb)} ({source})",
         ]
         if profile.cgroup_limit_mb is not None:
             parts.append(
