@@ -217,6 +217,24 @@ class Backends(_Section):
     embedded: EmbeddedBackend = msgspec.field(default_factory=EmbeddedBackend)
 
 
+class Analysis(_Section):
+    """Limits for running an analysis script a model wrote (only ever when you ask)."""
+
+    cpu_time_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
+    """CPU seconds a script may use."""
+    wall_time_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 120.0
+    """Seconds a script may run before it is stopped."""
+    max_memory_mb: MemoryMb | None = None
+    """Upper bound on a script's memory cap; the cap is otherwise the memory free under
+    `memory_thresholds.cache_limit` when the script starts."""
+    output_limit_kb: Annotated[int, msgspec.Meta(gt=0, le=1_048_576)] = 1024
+    """Output (stdout and stderr together) captured from a script before it is stopped."""
+    file_limit_mb: MemoryMb = 512
+    """Largest file a script may write in its temporary folder."""
+    python: str | None = None
+    """The Python that runs scripts (one with pandas, say); default: the one running nemo-tui."""
+
+
 class Ui(_Section):
     """Dashboard preferences."""
 
@@ -233,6 +251,7 @@ class Config(_Section):
     monitor: Monitor = msgspec.field(default_factory=Monitor)
     models: list[ModelEntry] = msgspec.field(default_factory=list)
     backends: Backends = msgspec.field(default_factory=Backends)
+    analysis: Analysis = msgspec.field(default_factory=Analysis)
     ui: Ui = msgspec.field(default_factory=Ui)
 
 

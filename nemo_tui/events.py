@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from nemo_tui.backends.base import BackendHealth
+    from nemo_tui.core.analysis.prompt import ScriptRequest
     from nemo_tui.core.memory.profile import PressureChange
     from nemo_tui.core.models.complexity import Complexity, ComplexityAssessment
     from nemo_tui.core.models.recommender import Recommendation
@@ -39,6 +40,9 @@ class Query:
     """Skip complexity detection and use this level."""
     max_tokens: int | None = None
     """Largest answer length in tokens; None lets the engine decide."""
+    analysis: ScriptRequest | None = None
+    """Ask for a Python script that answers the question about `data_file` (or repairs one),
+    rather than a prose answer; None for a question."""
     id: int = field(default_factory=lambda: next(_query_ids))
 
 

@@ -22,6 +22,7 @@ from nemo_tui.core.models.recommender import memory_budget_mb, planned_context
 from nemo_tui.engine import Engine
 from nemo_tui.errors import NemoError
 from nemo_tui.events import (
+    Cancelled,
     Done,
     EngineEvent,
     Evicting,
@@ -55,7 +56,10 @@ def make_engine(ctx: CommandContext) -> Engine:
     )
 
 
-def _run(args: argparse.Namespace, body: Callable[[Engine, CommandContext], Awaitable[int]]) -> int:
+def run_with_engine(
+    args: argparse.Namespace, body: Callable[[Engine, CommandContext], Awaitable[int]]
+) -> int:
+    """Run a command's body with a started engine, closed afterwards whatever happens."""
     ctx = make_context(args)
 
     async def main() -> int:
@@ -69,35 +73,45 @@ def _run(args: argparse.Namespace, body: Callable[[Engine, CommandContext], Awai
     return asyncio.run(main())
 
 
+async def stream_query(engine: Engine, query: Query, *, as_json: bool) -> Done | Failed | Cancelled:
+    """Submit a query and print it as it runs: JSON lines, or the answer and a summary.
+
+    Returns:
+        The query's final event.
+    """
+    handle = engine.submit(query)
+    summary = None if as_json else _Summary()
+    try:
+        async for event in handle.events():
+            if summary is None:
+                print(json.dumps(event_json(event)), flush=True)
+            else:
+                summary.show(event)
+    except asyncio.CancelledError:
+        handle.cancel()
+        raise
+    final = await handle.result()
+    if summary is not None:
+        summary.finish(final)
+    return final
+
+
 def ask(args: argparse.Namespace) -> int:
     """`nemo-tui ask QUERY`: stream an answer to stdout, a one-line summary to stderr."""
     query = Query(args.query, model=args.model, data_file=data_file(args.data))
 
     async def body(engine: Engine, ctx: CommandContext) -> int:
-        _require_a_backend(engine)
+        require_a_backend(engine)
         if query.model is not None:
             # Checked after the probe: a model installed on a backend counts as known.
             known_model(query.model, engine.catalog)
-        handle = engine.submit(query)
-        summary = _Summary()
-        try:
-            async for event in handle.events():
-                if args.json:
-                    print(json.dumps(event_json(event)), flush=True)
-                else:
-                    summary.show(event)
-        except asyncio.CancelledError:
-            handle.cancel()
-            raise
-        final = await handle.result()
-        if not args.json:
-            summary.finish(final)
+        final = await stream_query(engine, query, as_json=args.json)
         return 0 if isinstance(final, Done) else 1
 
-    return _run(args, body)
+    return run_with_engine(args, body)
 
 
-def _require_a_backend(engine: Engine) -> None:
+def require_a_backend(engine: Engine) -> None:
     """Stop with the state of every backend when none can answer.
 
     Raises:
@@ -264,7 +278,7 @@ def models(args: argparse.Namespace) -> int:
                 show(f"{'':<22} {_resident(row.resident)}")
         return 0
 
-    return _run(args, body)
+    return run_with_engine(args, body)
 
 
 def preload(args: argparse.Namespace) -> int:
@@ -298,7 +312,7 @@ def _cache_action(args: argparse.Namespace, action: Callable[[Engine], Awaitable
             note(message)
         return 0 if ok else 1
 
-    return _run(args, body)
+    return run_with_engine(args, body)
 
 
 def stats(args: argparse.Namespace) -> int:
@@ -322,12 +336,17 @@ def stats(args: argparse.Namespace) -> int:
                 f"{label:<18} p50 {format_seconds(values.get('p50'))},"
                 f" p90 {format_seconds(values.get('p90'))}"
             )
+        analyses = metrics.analyses
+        print(
+            f"Analysis scripts   {analyses.run} run, {analyses.failed} failed,"
+            f" {analyses.repaired} repaired, peak {format_mb(analyses.peak_rss_mb)}"
+        )
         show()
         for line in describe_health(engine.healths()):
             show(line)
         return 0
 
-    return _run(args, body)
+    return run_with_engine(args, body)
 
 
 def _resident(model: CachedModel) -> str:

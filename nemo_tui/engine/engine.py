@@ -28,6 +28,7 @@ import msgspec
 
 from nemo_tui.backends.base import Backend, BackendError, BackendHealth
 from nemo_tui.config import Config
+from nemo_tui.core.analysis.run import AnalysisRun, RunLimits
 from nemo_tui.core.memory.profile import (
     MemoryProfile,
     MemorySampler,
@@ -50,15 +51,17 @@ from nemo_tui.core.models.recommender import (
     Recommendation,
     RecommendationRequest,
     batch_for,
+    memory_budget_mb,
     planned_context,
     recommend,
 )
 from nemo_tui.core.reports.memory_json import memory_json
-from nemo_tui.core.reports.metrics import Metrics
-from nemo_tui.engine.history import load_history
+from nemo_tui.core.reports.metrics import AnalysisRecord, Metrics
+from nemo_tui.engine.history import append_history, load_history
 from nemo_tui.engine.pipeline import RunEnvironment, RunState, evict, run_query
 from nemo_tui.engine.planning import QueryPlan, plan_query
 from nemo_tui.engine.registry import BackendRegistry
+from nemo_tui.errors import NemoError
 from nemo_tui.events import (
     FINAL_EVENTS,
     BackendsChanged,
@@ -72,9 +75,13 @@ from nemo_tui.events import (
     Queued,
     Token,
 )
-from nemo_tui.units import format_mb, format_seconds
+from nemo_tui.sandbox.libraries import detect_libraries
+from nemo_tui.sandbox.runner import ScriptRun
+from nemo_tui.units import format_mb, format_pct, format_seconds
 
 PROBE_TIMEOUT_S = 2.0
+MIN_SCRIPT_MEMORY_MB = 256.0
+"""Below this cap a script cannot even import numpy; refusing says more than a MemoryError."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +292,9 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_query_end = time.monotonic()
         self._started = False
+        self._libraries: tuple[str | None, tuple[str, ...]] | None = None
+        """The interpreter scripts run in, and what it can import besides the standard library."""
+        self._script: ScriptRun | None = None
 
     @property
     def config(self) -> Config:
@@ -314,6 +324,7 @@ class Engine:
         running = self._running
         if running is not None:
             running[1].cancel()
+        self.stop_analysis()
         for task in self._tasks:
             task.cancel()
         # A worker that died of a bug still lets the rest close.
@@ -453,6 +464,97 @@ class Engine:
             return CacheActionResult(
                 True, f"Unloaded {', '.join(names)}{_freed(total)}", names, total
             )
+
+    async def script_libraries(self) -> tuple[str, ...]:
+        """Libraries besides the standard library that an analysis script can import.
+
+        Asked of the Python that runs scripts (`analysis.python`), once per interpreter.
+
+        Raises:
+            NemoError: that Python cannot be run.
+        """
+        python = self.config.analysis.python
+        if self._libraries is None or self._libraries[0] != python:
+            self._libraries = (python, await asyncio.to_thread(detect_libraries, python))
+        return self._libraries[1]
+
+    def analysis_limits(self) -> RunLimits:
+        """The limits a script started now would run under.
+
+        The memory cap is what the recommender sees as free under the cache limit, so a script
+        cannot push the machine into swap while models are cached (and `analysis.max_memory_mb`
+        when that is lower).
+
+        Raises:
+            NemoError: too little memory is free to run a script.
+        """
+        settings = self.config.analysis
+        cache_limit = self.config.memory_thresholds.cache_limit
+        free_mb = max(0.0, memory_budget_mb(self.sample(), cache_limit))
+        cap_mb = free_mb if settings.max_memory_mb is None else min(free_mb, settings.max_memory_mb)
+        if cap_mb < MIN_SCRIPT_MEMORY_MB:
+            if free_mb < MIN_SCRIPT_MEMORY_MB:
+                why = (
+                    f"{format_mb(free_mb)} is free under the {format_pct(cache_limit)} cache limit"
+                )
+                fix = "unload a model, or raise memory_thresholds.cache_limit"
+            else:
+                why = f"analysis.max_memory_mb is {format_mb(cap_mb)}"
+                fix = f"raise analysis.max_memory_mb to at least {MIN_SCRIPT_MEMORY_MB:.0f}"
+            raise NemoError(
+                f"not running the script: {why}, and a script needs at least"
+                f" {format_mb(MIN_SCRIPT_MEMORY_MB)}",
+                fix=fix,
+            )
+        return RunLimits(
+            memory_mb=cap_mb,
+            cpu_s=settings.cpu_time_s,
+            wall_s=settings.wall_time_s,
+            output_bytes=settings.output_limit_kb * 1024,
+            file_mb=settings.file_limit_mb,
+        )
+
+    async def run_analysis(
+        self, code: str, data_file: Path, *, repaired: bool = False
+    ) -> AnalysisRun:
+        """Run an analysis script on a data file, in a child process under `analysis_limits()`.
+
+        Args:
+            code: The script.
+            data_file: The file it reads (passed as its first argument).
+            repaired: Whether the script came from a repair round (for the stats).
+
+        Raises:
+            NemoError: a script is already running, too little memory is free, or the Python
+                that runs scripts cannot be started.
+        """
+        if self._script is not None:
+            raise NemoError("a script is already running", fix="wait for it, or stop it")
+        limits = self.analysis_limits()
+        run = ScriptRun.start(code, data_file, limits, python=self.config.analysis.python)
+        self._script = run
+        try:
+            result = await run.wait()
+        finally:
+            self._script = None
+        record = AnalysisRecord(result.ok, repaired, result.peak_rss_mb, time.time())
+        self.metrics.analyses.record(record)
+        if self._env.history is not None:
+            append_history(self._env.history, record)
+        return result
+
+    def stop_analysis(self) -> bool:
+        """Stop the running script, if any; its `run_analysis` returns it as cancelled."""
+        script = self._script
+        if script is None:
+            return False
+        script.kill()
+        return True
+
+    def analysis_rss_mb(self) -> float | None:
+        """The running script's memory now; None when no script runs."""
+        script = self._script
+        return script.rss_mb() if script is not None else None
 
     def stats(self) -> dict[str, object]:
         """What `getMemoryStats` reported in the original: system, models, settings, metrics.
@@ -595,6 +697,7 @@ class Engine:
             not config.optimization.predictive_preloading
             or not config.optimization.enable_model_caching
             or self._lock.locked()
+            or self._script is not None  # a running script was promised the free memory
             or not self._env.usage
             # Idle means a whole refresh interval without a query.
             or time.monotonic() - self._last_query_end < config.monitor.refresh_interval_s

@@ -1,6 +1,7 @@
 """Per-query metrics kept between runs, so `nemo-tui stats` and the dashboard see recent usage.
 
-Only numbers are kept (model, timings, counts, flags): never a prompt, an answer or a key. The
+Only numbers are kept (model, timings, counts, flags): never a prompt, an answer, a script, its
+output or a key. Runs of analysis scripts are records too, marked `"kind": "analysis"`. The
 file is JSON lines, one record each. A line that cannot be read (cut short by a crash, edited by
 hand, of another version) is skipped, never fatal; a line cut short is ended before the next
 record is added, so it cannot swallow it; and the file is trimmed to the newest records when it
@@ -19,13 +20,15 @@ from pathlib import Path
 
 import msgspec
 
-from nemo_tui.core.reports.metrics import Metrics, QueryRecord
+from nemo_tui.core.reports.metrics import AnalysisRecord, Metrics, QueryRecord
 
 MAX_HISTORY_BYTES = 2 * 1024 * 1024
 """Past this size the file is cut back to the newest records the metrics keep (a few thousand
 records fit; one is about 300 bytes)."""
 
 _FIELDS = {f.name for f in dataclasses.fields(QueryRecord)}
+_ANALYSIS_FIELDS = {f.name for f in dataclasses.fields(AnalysisRecord)}
+_ANALYSIS_KIND = "analysis"
 _log = logging.getLogger(__name__)
 
 
@@ -50,7 +53,10 @@ def load_history(path: Path, metrics: Metrics) -> int:
         if record is None:
             skipped += 1
             continue
-        metrics.record(record)
+        if isinstance(record, AnalysisRecord):
+            metrics.analyses.record(record)
+        else:
+            metrics.record(record)
         loaded += 1
     if skipped:
         _log.warning("%s: skipped %d unreadable line(s)", path, skipped)
@@ -59,9 +65,12 @@ def load_history(path: Path, metrics: Metrics) -> int:
     return loaded
 
 
-def append_history(path: Path, record: QueryRecord) -> None:
+def append_history(path: Path, record: QueryRecord | AnalysisRecord) -> None:
     """Add one record; a read-only or full disk costs the history, never the answer."""
-    line = json.dumps(dataclasses.asdict(record)).encode("utf-8") + b"\n"
+    fields = dataclasses.asdict(record)
+    if isinstance(record, AnalysisRecord):
+        fields["kind"] = _ANALYSIS_KIND
+    line = json.dumps(fields).encode("utf-8") + b"\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("ab+") as out:
@@ -74,7 +83,7 @@ def append_history(path: Path, record: QueryRecord) -> None:
         return
 
 
-def _record(line: bytes) -> QueryRecord | None:
+def _record(line: bytes) -> QueryRecord | AnalysisRecord | None:
     """The record on one line, or None when it is not a readable record."""
     try:
         data = json.loads(line.decode("utf-8"))
@@ -82,7 +91,11 @@ def _record(line: bytes) -> QueryRecord | None:
         return None
     if not isinstance(data, dict):
         return None
+    is_analysis = data.get("kind") == _ANALYSIS_KIND
     try:
+        if is_analysis:
+            fields = {k: v for k, v in data.items() if k in _ANALYSIS_FIELDS}
+            return msgspec.convert(fields, AnalysisRecord)
         return msgspec.convert({k: v for k, v in data.items() if k in _FIELDS}, QueryRecord)
     except msgspec.ValidationError:
         return None

@@ -10,6 +10,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from nemo_tui.config import Config
+from nemo_tui.core.analysis.prompt import script_prompt
 from nemo_tui.core.memory.profile import MemoryProfile
 from nemo_tui.core.models.catalog import Catalog, ModelSpec
 from nemo_tui.core.models.complexity import Complexity, ComplexityAssessment, assess_complexity
@@ -29,6 +30,8 @@ from nemo_tui.events import Query
 
 DATA_SHARE = 0.5
 """Largest share of the prompt budget an attached data file's summary may take."""
+SCRIPT_ANSWER_TOKENS = 1024
+"""Room kept for an analysis script: a whole script cut off at the end does not parse."""
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,20 @@ def judge_complexity(query: Query, config: Config) -> ComplexityAssessment:
         forced = Complexity(config.preferences.complexity_threshold)
         source = "forced by preferences.complexity_threshold"
     if forced is None:
+        if query.analysis is not None and assessment.level is Complexity.LOW:
+            # A script that must run needs more than the smallest model writes well.
+            return ComplexityAssessment(
+                Complexity.MEDIUM, assessment.score, (*assessment.reasons, "writes analysis code")
+            )
         return assessment
     return ComplexityAssessment(forced, assessment.score, (source,))
 
 
 def answer_tokens(query: Query) -> int:
     """Room kept in the context for the answer."""
-    return query.max_tokens or ANSWER_TOKENS
+    if query.max_tokens:
+        return query.max_tokens
+    return SCRIPT_ANSWER_TOKENS if query.analysis is not None else ANSWER_TOKENS
 
 
 def plan_query(query: Query, inputs: PlanningInputs) -> QueryPlan:
@@ -138,7 +148,10 @@ def fit_prompt(
             max(64, int(budget * DATA_SHARE)),
             max_file_mb=config.preferences.max_data_file_mb,
         )
-    prompt = build_prompt(query.text, summary)
+    if query.analysis is not None:
+        prompt = script_prompt(query.text, summary, query.analysis)
+    else:
+        prompt = build_prompt(query.text, summary)
     optimized = optimize_prompt(
         prompt, budget, question=query.text, enabled=config.optimization.context_truncation
     )

@@ -169,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Ollama cuts an over-long prompt from the front to fit num_ctx and says nothing.
         kept_prompt = min(prompt_tokens(messages), runner.num_ctx)
         num_predict = int_option(options, "num_predict", -1)
-        script = fake.answer
+        script = fake.next_answers.pop(0) if fake.next_answers else fake.answer
         if script is None:
             words = [ANSWER_WORDS[i % len(ANSWER_WORDS)] for i in range(fake.answer_tokens)]
             script = [w if i == 0 else f" {w}" for i, w in enumerate(words)]

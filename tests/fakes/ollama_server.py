@@ -119,6 +119,8 @@ class FakeOllama:
         self.default_num_ctx = default_num_ctx
         self.answer_tokens = answer_tokens
         self.answer = answer
+        self.next_answers: list[Sequence[str]] = []
+        """Answers for the next streamed requests, one each, before `answer` applies again."""
         self.evict_to_fit = evict_to_fit
         self.version = version
         self.requests: list[RecordedRequest] = []

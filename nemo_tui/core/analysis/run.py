@@ -47,9 +47,9 @@ class RunLimits:
         if hit is LimitHit.MEMORY:
             return f"stopped at the {format_mb(self.memory_mb)} memory cap"
         if hit is LimitHit.CPU:
-            return f"stopped at the {format_seconds(self.cpu_s)} CPU time limit"
+            return f"stopped at the {_limit_seconds(self.cpu_s)} CPU time limit"
         if hit is LimitHit.WALL:
-            return f"stopped at the {format_seconds(self.wall_s)} wall-clock timeout"
+            return f"stopped at the {_limit_seconds(self.wall_s)} wall-clock timeout"
         if hit is LimitHit.OUTPUT:
             return f"stopped at the {format_mb(self.output_bytes / 2**20)} output cap"
         return f"stopped at the {format_mb(self.file_mb)} file size limit"
@@ -57,9 +57,14 @@ class RunLimits:
     def summary(self) -> str:
         """All the limits on one line, for the screen before a run starts."""
         return (
-            f"memory {format_mb(self.memory_mb)}, CPU {format_seconds(self.cpu_s)},"
-            f" wall {format_seconds(self.wall_s)}, output {format_mb(self.output_bytes / 2**20)}"
+            f"memory {format_mb(self.memory_mb)}, CPU {_limit_seconds(self.cpu_s)},"
+            f" wall {_limit_seconds(self.wall_s)}, output {format_mb(self.output_bytes / 2**20)}"
         )
+
+
+def _limit_seconds(seconds: float) -> str:
+    """A limit as configured (`60 s`, `1.5 s`), not rounded into minutes as a duration is."""
+    return f"{seconds:g} s"
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,60 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+@dataclass(frozen=True)
+class AnalysisRecord:
+    """What one run of an analysis script did.
+
+    Attributes:
+        ok: Whether it ran to the end and exited 0.
+        repaired: Whether the script came from a repair round.
+        peak_rss_mb: Its peak memory, when measured.
+        at: When it finished (epoch seconds).
+    """
+
+    ok: bool
+    repaired: bool
+    peak_rss_mb: float | None
+    at: float
+
+
+@dataclass
+class AnalysisCounts:
+    """What the analysis scripts run so far did.
+
+    Attributes:
+        run: Scripts run.
+        failed: Runs that did not end with exit status 0: an error, a limit, or stopped by hand.
+        repaired: Runs of a script corrected in a repair round that then succeeded.
+        peak_rss_mb: The largest peak memory of any run, when measured.
+    """
+
+    run: int = 0
+    failed: int = 0
+    repaired: int = 0
+    peak_rss_mb: float | None = None
+
+    def record(self, record: AnalysisRecord) -> None:
+        """Count one finished run."""
+        self.run += 1
+        if not record.ok:
+            self.failed += 1
+        elif record.repaired:
+            self.repaired += 1
+        if record.peak_rss_mb is not None:
+            self.peak_rss_mb = max(record.peak_rss_mb, self.peak_rss_mb or 0.0)
+
+    def to_json(self) -> dict[str, object]:
+        """The `analyses` object of `stats --json`."""
+        peak = self.peak_rss_mb
+        return {
+            "run": self.run,
+            "failed": self.failed,
+            "repaired": self.repaired,
+            "peak_rss_mb": round(peak, 1) if peak is not None else None,
+        }
+
+
 class Metrics:
     """A bounded history of queries and the figures derived from it.
 
@@ -94,6 +148,8 @@ class Metrics:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         self._history: deque[QueryRecord] = deque(maxlen=capacity)
         self._queries = 0
+        self.analyses = AnalysisCounts()
+        """Analysis scripts run, counted like the queries (from the history kept between runs)."""
 
     def record(self, record: QueryRecord) -> None:
         """Add a finished query; the oldest one drops out once the history is full."""
@@ -202,4 +258,5 @@ class Metrics:
             "failures": self.failures,
             "load_failures": self.load_failures,
             "latency": self.latency_percentiles(),
+            "analyses": self.analyses.to_json(),
         }
