@@ -136,6 +136,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("--json", action="store_true", help="emit the engine's events as JSON lines")
 
+    analyze = command(
+        "analyze",
+        _lazy("analysis_commands", "analyze"),
+        "have a model write a Python script that answers a question about a data file",
+    )
+    analyze.add_argument("query", metavar="QUESTION", help="what you want to know about the data")
+    analyze.add_argument(
+        "--data", metavar="FILE", required=True, help="the CSV/TSV/JSONL file to analyze"
+    )
+    analyze.add_argument(
+        "--model", metavar="M", help="use this model instead of the recommended one"
+    )
+    analyze.add_argument(
+        "--run",
+        action="store_true",
+        help="run the script (in a child process, under limits); without it the script is"
+        " only shown",
+    )
+    analyze.add_argument(
+        "--repair",
+        action="store_true",
+        help="when the run fails, send the error back once for a corrected script (with --run)",
+    )
+    analyze.add_argument(
+        "--json", action="store_true", help="emit the engine's events, then the analysis, as JSON"
+    )
+
+    demo = command(
+        "demo-data",
+        _lazy("data_commands", "demo_data"),
+        "write a synthetic patient cohort (CSV) to try analysis mode on",
+    )
+    demo.add_argument(
+        "--patients", metavar="N", type=int, default=1500, help="how many patients (default 1500)"
+    )
+    demo.add_argument(
+        "--seed", metavar="S", type=int, default=42, help="the same seed gives the same file"
+    )
+    demo.add_argument(
+        "-o", "--output", metavar="FILE", default=None, help="write here (default: stdout)"
+    )
+
     models = command(
         "models", _lazy("engine_commands", "models"), "installed and loaded models, and what fits"
     )

@@ -166,6 +166,8 @@ def test_help_lists_every_command(cli: Cli) -> None:
         "unload",
         "clear-cache",
         "stats",
+        "analyze",
+        "demo-data",
     ):
         assert f"\n    {command} " in result.stdout
 
