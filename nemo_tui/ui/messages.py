@@ -13,9 +13,11 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from nemo_tui.backends.base import BackendHealth
+    from nemo_tui.core.analysis.run import AnalysisRun
     from nemo_tui.core.memory.profile import MemoryProfile
     from nemo_tui.core.text.text_file import SavedText
     from nemo_tui.engine import Engine
+    from nemo_tui.errors import NemoError
     from nemo_tui.events import EngineEvent
 
 
@@ -64,8 +66,22 @@ class CachedModelsChanged(Message):
 
 
 class AnswerSaved(Message):
-    """The save worker wrote the answer to a file."""
+    """The save worker wrote the answer (or the script on screen) to a file."""
 
-    def __init__(self, saved: SavedText) -> None:
+    def __init__(self, saved: SavedText, what: str = "answer") -> None:
         super().__init__()
         self.saved = saved
+        self.what = what
+        """What was saved: `answer` or `script`."""
+
+
+class ScriptRunEnded(Message):
+    """The run worker's analysis script ended.
+
+    `outcome` is what the run did, the error that kept it from starting, or None when the
+    worker broke (its failure is reported on its own).
+    """
+
+    def __init__(self, outcome: AnalysisRun | NemoError | None) -> None:
+        super().__init__()
+        self.outcome = outcome

@@ -1,4 +1,5 @@
-"""What the dashboard looks like: the main screen at 80x24 and 120x40, stats, help, an error.
+"""What the dashboard looks like: the main screen at 80x24 and 120x40, stats, help, an error,
+an analysis script and its run.
 
 Every figure comes from a fixed memory profile and a scripted backend, so the pictures only
 change when the screen does. Regenerate with `pytest tests/snapshots --snapshot-update` and look
@@ -12,14 +13,29 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from nemo_tui.backends.base import OutOfMemory
+from nemo_tui.core.analysis.run import AnalysisRun, RunLimits
+from nemo_tui.events import Done
 from nemo_tui.ui.screens.help import HelpScreen
 from nemo_tui.ui.screens.stats import StatsScreen
+from nemo_tui.ui.widgets.analysis_view import AnalysisView
 from nemo_tui.ui.widgets.memory_history import MemoryHistory
-from nemo_tui.ui.widgets.query_pane import QueryPane
+from nemo_tui.ui.widgets.query_pane import QueryPane, describe_done
 from tests.fakes import Script
-from tests.ui.support import FixedSampler, Rig, make_rig, profile, settle, started, still_cursor
+from tests.ui.support import (
+    FixedSampler,
+    Rig,
+    answer_with,
+    ask,
+    make_rig,
+    profile,
+    settle,
+    started,
+    still_cursor,
+    with_data,
+)
 
 SnapCompare = Callable[..., bool]
 
@@ -99,3 +115,87 @@ def test_error_in_the_query_pane(snap_compare: SnapCompare, tmp_path: Path) -> N
         still_cursor(rig.app)
 
     assert snap_compare(rig.app, terminal_size=(80, 24), run_before=run_before)
+
+
+SCRIPT = """import csv
+import statistics
+import sys
+
+with open(sys.argv[1], newline="") as handle:
+    rows = list(csv.DictReader(handle))
+ages = [int(row["age"]) for row in rows]
+print("patients:", len(rows))
+print("mean age:", round(statistics.mean(ages), 1))
+print("women:", sum(row["sex"] == "F" for row in rows))
+"""
+
+LIMITS = RunLimits(memory_mb=1228.8, cpu_s=60, wall_s=120, output_bytes=2**20, file_mb=512)
+
+
+DONE = Done(
+    query_id=1,
+    model="phi3:mini",
+    backend="ollama",
+    text="",
+    tokens_in=412,
+    tokens_out=96,
+    tokens_per_s=48.0,
+    load_s=None,
+    first_token_s=0.3,
+    total_s=2.3,
+    cache_hit=True,
+    local=True,
+    reduction_pct=0.0,
+)
+"""The stats line under the answer, with figures that do not vary from run to run."""
+
+
+def script_run(
+    rig: Rig, tmp_path: Path, run: AnalysisRun
+) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    """Ask for a script, then show `run` as its result (a real run's time and memory vary)."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await ready(rig)(pilot)
+        await with_data(pilot, tmp_path)
+        pane = await ask(pilot, rig, answer_with(SCRIPT))
+        assert pane.script is not None
+        pane.query_one("#query-stats", Static).update(describe_done(DONE))
+        pane.query_one(AnalysisView).end_run(run)
+        await pilot.pause()
+        still_cursor(rig.app)
+
+    return run_before
+
+
+def test_analysis_script_and_its_output_80x24(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    rig = rig_for(tmp_path)
+    run = AnalysisRun(
+        exit_code=0,
+        stdout="patients: 3\nmean age: 38.0\nwomen: 2\n",
+        stderr="",
+        wall_s=0.08,
+        peak_rss_mb=11.0,
+        limit_hit=None,
+        limits=LIMITS,
+    )
+    assert snap_compare(rig.app, terminal_size=(80, 24), run_before=script_run(rig, tmp_path, run))
+
+
+def test_analysis_script_that_failed_120x40(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    rig = rig_for(tmp_path)
+    run = AnalysisRun(
+        exit_code=1,
+        stdout="patients: 3\n",
+        stderr=(
+            "Traceback (most recent call last):\n"
+            '  File "analysis.py", line 7, in <module>\n'
+            '    ages = [int(row["age"]) for row in rows]\n'
+            "KeyError: 'age'\n"
+        ),
+        wall_s=0.07,
+        peak_rss_mb=10.0,
+        limit_hit=None,
+        limits=LIMITS,
+    )
+    assert snap_compare(rig.app, terminal_size=(120, 40), run_before=script_run(rig, tmp_path, run))

@@ -15,9 +15,12 @@ from nemo_tui.core.memory.profile import GpuMemory, MemoryProfile
 from nemo_tui.engine import Engine
 from nemo_tui.ui.app import NemoApp, create_app
 from nemo_tui.ui.widgets.memory_panel import MemoryFigures
-from tests.fakes import ScriptedBackend
+from nemo_tui.ui.widgets.query_pane import QueryPane
+from tests.fakes import Script, ScriptedBackend
 
 GB = 1024.0
+CSV = "age,sex\n34,F\n51,M\n29,F\n"
+"""A data file small enough for a test script to read in a blink."""
 FIXED_TIME = 1_700_000_000.0
 """Every sample carries this time stamp, so plots and expiry times never move in snapshots."""
 
@@ -163,3 +166,30 @@ def still_cursor(app: NemoApp) -> None:
     """Stop the question box's cursor blinking (snapshots must not depend on the blink phase)."""
     for area in app.screen.query(TextArea):
         area.cursor_blink = False
+
+
+def answer_with(code: str) -> list[str]:
+    """A model's answer holding `code` in a python block, streamed in pieces."""
+    text = f"Here is a script:\n\n```python\n{code}```\n\nIt prints its results."
+    return [text[start : start + 40] for start in range(0, len(text), 40)]
+
+
+async def with_data(pilot: Pilot[None], tmp_path: Path) -> Path:
+    """Attach a small CSV (`cohort.csv`) and turn analysis mode on (ctrl+n)."""
+    data = tmp_path / "cohort.csv"
+    data.write_text(CSV, encoding="utf-8")
+    pane = pilot.app.screen.query_one(QueryPane)
+    pane.attach(data)
+    await pilot.press("ctrl+n")
+    assert pane.analysis_mode
+    return data
+
+
+async def ask(pilot: Pilot[None], rig: Rig, tokens: list[str]) -> QueryPane:
+    """Ask about the data and wait until the answer is in (and any script taken out of it)."""
+    rig.backend.script = Script(tokens=tokens)
+    pane = rig.app.screen.query_one(QueryPane)
+    await pilot.press(*"Describe the patients")
+    await pilot.press("ctrl+s")
+    await settle(pilot, lambda: not pane.running and pane.answer != "")
+    return pane

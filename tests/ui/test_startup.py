@@ -43,6 +43,8 @@ EVERY_KEY_WITHOUT_A_DIALOG = (
     "ctrl+f",
     "ctrl+g",
     "ctrl+o",
+    "ctrl+l",
+    "f12",
 )
 
 

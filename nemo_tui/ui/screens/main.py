@@ -3,8 +3,13 @@
 The screen is one more subscriber to the engine's events. Two workers feed it: a short thread
 worker per gauge tick samples memory (reading /proc and NVML must not block the event loop),
 and an async worker relays the engine's event stream. Both only post messages; the handlers
-below update the widgets. The keys are listed in `main_bindings`; those acting on the cache and
-on the question and answer live in the `main_cache` and `main_query` mixins.
+below update the widgets. The keys are listed in `main_bindings`; those acting on the cache, on
+the question and answer, and on analysis scripts live in the `main_cache`, `main_query` and
+`main_analysis` mixins.
+
+In a small terminal the side panels sit above the query pane and leave the answer a few rows;
+once an answer or a script is on screen, the memory and recommendation panels fold to a line
+each (and the rest of the side waits) until the side is focused again.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, cast
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.notifications import SeverityLevel
@@ -36,10 +41,12 @@ from nemo_tui.ui.messages import (
     EngineStarted,
     MemorySampled,
 )
+from nemo_tui.ui.screens.main_analysis import AnalysisActions
 from nemo_tui.ui.screens.main_bindings import MAIN_BINDINGS
 from nemo_tui.ui.screens.main_cache import CacheActions
 from nemo_tui.ui.screens.main_query import QueryActions
 from nemo_tui.ui.settings_store import SettingsStore
+from nemo_tui.ui.widgets.analysis_view import AnalysisView
 from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
 from nemo_tui.ui.widgets.key_bar import KeyBar
 from nemo_tui.ui.widgets.memory_history import MemoryHistory
@@ -68,6 +75,10 @@ FIX_SETTINGS: dict[Action, str] = {
 WIDE_FROM_COLUMNS = 110
 """From this width the side panels sit beside the query pane, not above it."""
 
+FOLD_BELOW_ROWS = 40
+"""Below this height (with the side panels above the query pane) they fold while an answer or a
+script is on screen: at 80x24 the unfolded panels leave an answer two rows."""
+
 _SEVERITY: dict[PressureLevel, SeverityLevel] = {
     PressureLevel.NORMAL: "information",
     PressureLevel.ELEVATED: "warning",
@@ -75,7 +86,7 @@ _SEVERITY: dict[PressureLevel, SeverityLevel] = {
 }
 
 
-class MainScreen(CacheActions, QueryActions):
+class MainScreen(CacheActions, QueryActions, AnalysisActions):
     """The dashboard.
 
     It draws at once, with "starting…" in the panels, even before the engine exists; the app
@@ -319,6 +330,38 @@ class MainScreen(CacheActions, QueryActions):
         self._show_cached_models()
         self._refresh_recommendation()
 
+    @on(QueryPane.Submitted)
+    def _query_submitted(self) -> None:
+        self._update_fold()
+        self.refresh_bindings()
+
+    def on_resize(self, _: events.Resize) -> None:
+        """The folding of the side panels depends on the terminal's size."""
+        self._update_fold()
+
+    def on_descendant_focus(self, _: events.DescendantFocus) -> None:
+        """Focus in the side panels unfolds them; focus leaving folds them again."""
+        self._update_fold()
+
+    def on_descendant_blur(self, _: events.DescendantBlur) -> None:
+        """See `on_descendant_focus`."""
+        self._update_fold()
+
+    def _update_fold(self) -> None:
+        width, height = self.app.size
+        side = self.query_one("#side")
+        focused = self.focused
+        fold = (
+            width < WIDE_FROM_COLUMNS
+            and height < FOLD_BELOW_ROWS
+            and self.query_one(QueryPane).has_output
+            and not (focused is not None and (focused is side or side in focused.ancestors))
+        )
+        if fold != self.has_class("-fold"):
+            self.set_class(fold, "-fold")
+            self.query_one(MemoryPanel).fold(fold)
+            self.query_one(RecommendationPanel).fold(fold)
+
     @on(SettingsPanel.Changed)
     def _setting_changed(self, event: SettingsPanel.Changed) -> None:
         self._change_settings({event.key: event.value})
@@ -334,9 +377,9 @@ class MainScreen(CacheActions, QueryActions):
     # Actions (the cache and query-pane ones are in the mixins).
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Cancel only while a query runs; the fix only while there is one to apply."""
+        """Cancel only while a query or a script runs; the fix only while there is one."""
         if action == "cancel":
-            return self.query_one(QueryPane).running
+            return self.query_one(QueryPane).running or self.query_one(AnalysisView).running
         if action == "fix":
             return self.query_one(TroubleshootingPanel).action is not None
         return True
@@ -350,8 +393,9 @@ class MainScreen(CacheActions, QueryActions):
         self.refresh_bindings()
 
     def action_cancel(self) -> None:
-        """Cancel the running query."""
-        self.query_one(QueryPane).cancel()
+        """Stop the running script, or cancel the running query."""
+        if not self.stop_script():
+            self.query_one(QueryPane).cancel()
 
     def action_accept_recommendation(self) -> None:
         """Select the recommended model in the query pane."""

@@ -15,7 +15,13 @@ MAIN_BINDINGS: list[BindingType] = [
     # The TextArea has no ctrl+s of its own, so the key reaches the screen after the text.
     Binding("ctrl+s", "send", "Send", tooltip="Send the question"),
     # The rest are priority bindings: the question box (a TextArea) must not swallow them.
-    Binding("escape", "cancel", "Cancel", priority=True, tooltip="Cancel the running query"),
+    Binding(
+        "escape",
+        "cancel",
+        "Cancel",
+        priority=True,
+        tooltip="Cancel the running query, or stop a running script",
+    ),
     Binding(
         "f2",
         "app.stats",
@@ -26,14 +32,28 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding(
         "ctrl+t", "attach", "Data", priority=True, tooltip="Attach a data file to the question"
     ),
+    # ctrl+n, ctrl+l and f12: the question box binds most other ctrl keys (ctrl+b is tmux's).
+    Binding(
+        "ctrl+n",
+        "toggle_analysis",
+        "Analysis",
+        priority=True,
+        tooltip="Analysis mode: the next question asks for a script",
+    ),
     Binding(
         "ctrl+g",
         "copy_answer",
         "Copy",
         priority=True,
-        tooltip="Copy the answer (OSC 52 clipboard)",
+        tooltip="Copy the answer or the script (OSC 52 clipboard)",
     ),
-    Binding("ctrl+o", "save_answer", "Save", priority=True, tooltip="Save the answer to a file"),
+    Binding(
+        "ctrl+o",
+        "save_answer",
+        "Save",
+        priority=True,
+        tooltip="Save the answer or the script to a file",
+    ),
     Binding(
         "f5",
         "refresh",
@@ -50,6 +70,22 @@ MAIN_BINDINGS: list[BindingType] = [
         tooltip="Hide or show the memory history plot",
     ),
     # Shown in the subtitle of the panel they act on rather than in the footer.
+    Binding(
+        "ctrl+l",
+        "run_script",
+        "Run",
+        show=False,
+        priority=True,
+        tooltip="Run the script on screen in a limited child process",
+    ),
+    Binding(
+        "f12",
+        "repair_script",
+        "Repair",
+        show=False,
+        priority=True,
+        tooltip="Ask the model once to fix the script that failed",
+    ),
     Binding(
         "f3",
         "accept_recommendation",

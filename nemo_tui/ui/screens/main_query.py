@@ -1,4 +1,8 @@
-"""The main screen's keys around the question and its answer: data file, cuts, copy, save."""
+"""The main screen's keys around the question and its answer: data file, cuts, copy, save.
+
+Copy and save act on what the pane shows: the script when one is on screen (the runnable part
+of an analysis answer), else the answer.
+"""
 
 from __future__ import annotations
 
@@ -54,54 +58,65 @@ class QueryActions(Screen[None]):
             return
         self.app.push_screen(PromptReview(pane.plan))
 
+    def _shown_text(self) -> tuple[str, str]:
+        """What copy and save take, and what to call it: the script on screen, or the answer."""
+        pane = self.query_one(QueryPane)
+        script = pane.script
+        if script is not None:
+            return script.code, "script"
+        return pane.answer, "answer"
+
     def action_copy_answer(self) -> None:
-        """Copy the answer to the terminal's clipboard (OSC 52, works over SSH)."""
-        answer = self.query_one(QueryPane).answer
-        if not answer:
-            self.notify("There is no answer to copy yet.", severity="warning")
+        """Copy the answer, or the script on screen, to the terminal's clipboard (OSC 52,
+        works over SSH)."""
+        text, what = self._shown_text()
+        if not text:
+            self.notify(f"There is no {what} to copy yet.", severity="warning")
             return
-        self.app.copy_to_clipboard(answer)
+        self.app.copy_to_clipboard(text)
         self.notify(
-            f"Copied {len(answer):,} characters. If nothing arrives, your terminal may block"
-            " clipboard writes (OSC 52); save the answer with ctrl+o instead."
+            f"Copied the {what}, {len(text):,} characters. If nothing arrives, your terminal may"
+            f" block clipboard writes (OSC 52); save the {what} with ctrl+o instead."
         )
 
     def action_save_answer(self) -> None:
-        """Ask for a file name (and before replacing a file), then write the answer there."""
+        """Ask for a file name (and before replacing a file), then write the answer, or the
+        script on screen, there."""
         from nemo_tui.ui.screens.path_prompt import PathPrompt
 
-        answer = self.query_one(QueryPane).answer
-        if not answer:
-            self.notify("There is no answer to save yet.", severity="warning")
+        text, what = self._shown_text()
+        if not text:
+            self.notify(f"There is no {what} to save yet.", severity="warning")
             return
         prompt = PathPrompt(
-            "Save the answer",
-            "The answer is saved as Markdown.",
-            value="answer.md",
+            f"Save the {what}",
+            f"The {what} is saved as {'Python' if what == 'script' else 'Markdown'}.",
+            value="analysis.py" if what == "script" else "answer.md",
             ask_before_replacing=True,
         )
 
         def save(path: str | None) -> None:
             if path:
-                self._write_answer(Path(path), answer, replace=prompt.replace_agreed)
+                self._write_answer(Path(path), text, what, replace=prompt.replace_agreed)
 
         self.app.push_screen(prompt, save)
 
-    @work(thread=True, group="save-answer", exit_on_error=False, description="Saving the answer")
-    def _write_answer(self, path: Path, answer: str, *, replace: bool) -> None:
+    @work(thread=True, group="save-answer", exit_on_error=False, description="Saving the file")
+    def _write_answer(self, path: Path, text: str, what: str, *, replace: bool) -> None:
         # A slow disk or a network folder must not stall the dashboard; a failure reaches the
         # screen's worker-failure notice, naming the path.
-        self.post_message(AnswerSaved(save_text(path, answer, replace=replace)))
+        self.post_message(AnswerSaved(save_text(path, text, replace=replace), what))
 
     def on_answer_saved(self, message: AnswerSaved) -> None:
-        """Say where the answer went, and whether characters had to be replaced."""
+        """Say where the text went, and whether characters had to be replaced."""
         saved = message.saved
         if saved.replaced_characters:
             self.notify(
-                f"Saved the answer to {saved.path}; {saved.replaced_characters:,} character(s)"
+                f"Saved the {message.what} to {saved.path}; {saved.replaced_characters:,}"
+                " character(s)"
                 " that UTF-8 cannot hold (lone surrogates) were written as \ufffd.",
                 severity="warning",
                 markup=False,
             )
         else:
-            self.notify(f"Saved the answer to {saved.path}.", markup=False)
+            self.notify(f"Saved the {message.what} to {saved.path}.", markup=False)

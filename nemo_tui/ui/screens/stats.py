@@ -31,8 +31,23 @@ SECTION_TITLES = {
     "models": "Models (as the model servers report them)",
     "optimization": "Optimization settings",
     "metrics": "Query metrics",
+    "analyses": "Analysis scripts (run in a child process, under limits)",
     "backends": "Backends",
 }
+
+
+def analyses_apart(stats: Mapping[str, object]) -> dict[str, object]:
+    """The stats with the analysis counts (run, failed, repaired, peak memory) taken out of
+    the query metrics into a section of their own, right after them."""
+    apart: dict[str, object] = {}
+    for key, value in stats.items():
+        analyses = value.get("analyses") if isinstance(value, Mapping) else None
+        if key == "metrics" and isinstance(value, Mapping) and isinstance(analyses, Mapping):
+            apart[key] = {name: v for name, v in value.items() if name != "analyses"}
+            apart["analyses"] = analyses
+        else:
+            apart[key] = value
+    return apart
 
 
 def format_stat(path: Sequence[str], value: object, *, now: float) -> str:
@@ -186,7 +201,7 @@ class StatsScreen(Screen[None]):
     async def action_refresh_stats(self) -> None:
         """Read the stats again."""
         now = time.time()
-        stats = self._engine.stats()
+        stats = analyses_apart(self._engine.stats())
         body = self.query_one("#stats-body", VerticalScroll)
         await body.remove_children()
         tables: list[Table] = []

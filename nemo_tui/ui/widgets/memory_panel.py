@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
@@ -10,6 +11,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.geometry import Size
 from textual.widget import Widget
+from textual.widgets import Static
 
 from nemo_tui.core.memory.profile import MemoryProfile, PressureLevel
 from nemo_tui.ui.widgets.changed_cells import changed_regions
@@ -35,6 +37,16 @@ LEVEL_STYLE: dict[PressureLevel, GaugeLevel] = {
 """Which gauge colour each pressure level takes."""
 
 _VARIABLE = {"ok": "$gauge-ok", "warn": "$gauge-warn", "crit": "$gauge-crit"}
+
+
+@dataclass(frozen=True)
+class ScriptMemory:
+    """A running analysis script's memory, shown beside the gauges."""
+
+    rss_mb: float | None
+    """Its resident memory now; None until first measured."""
+    cap_mb: float
+    """Its address-space cap."""
 
 
 def share_level(fraction: float) -> GaugeLevel:
@@ -158,6 +170,20 @@ class MemoryPanel(Vertical):
     MemoryPanel.-simulated {
         border: round $warning;
     }
+    MemoryPanel > #memory-summary {
+        display: none;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    MemoryPanel.-folded {
+        border: none;
+    }
+    MemoryPanel.-folded > #memory-summary {
+        display: block;
+    }
+    MemoryPanel.-folded > MemoryFigures {
+        display: none;
+    }
     """
 
     def __init__(
@@ -169,12 +195,15 @@ class MemoryPanel(Vertical):
         self._profile: MemoryProfile | None = None
         self._level = PressureLevel.NORMAL
         self._pressure_threshold = 0.0
+        self._script: ScriptMemory | None = None
+        self._summary = Content()
         self._border_texts = ("Memory", "")
         """The border's title and subtitle as last set."""
         self.border_title = "Memory"
 
     def compose(self) -> ComposeResult:
-        """The figures, then the history plot."""
+        """The figures, then the history plot; the one-line summary shows only when folded."""
+        yield Static(id="memory-summary")
         yield MemoryFigures(id="memory-figures")
         pressure_threshold, cache_limit = self._limits
         yield MemoryHistory(
@@ -219,6 +248,16 @@ class MemoryPanel(Vertical):
             self.border_title = title
             self.border_subtitle = free
 
+    def fold(self, folded: bool) -> None:
+        """Fold to the one-line summary (True) or show the gauges again."""
+        self.set_class(folded, "-folded")
+
+    def show_script(self, script: ScriptMemory | None) -> None:
+        """Show a running analysis script's memory as a gauge; None takes it off."""
+        self._script = script
+        if self._profile is not None:
+            self._draw(self._profile)
+
     def show_models(self, models: Sequence[CachedModel]) -> None:
         """The resident models the backends report; drawn with the current sample."""
         self._models = models
@@ -245,7 +284,37 @@ class MemoryPanel(Vertical):
                 share_level(share),
             )
         readings["models"] = self._models_reading(profile)
+        script = self._script
+        if script is not None:
+            share = (script.rss_mb or 0.0) / script.cap_mb if script.cap_mb else 0.0
+            readings["script"] = GaugeReading(
+                "Script (RSS)",
+                share,
+                f"{format_mb(script.rss_mb) if script.rss_mb is not None else 'starting'}"
+                f" of {format_mb(script.cap_mb)} cap",
+                share_level(share),
+            )
         self.figures.show(readings, self._pressure_line(profile), self._parts_line(profile))
+        self._show_summary(profile)
+
+    def _show_summary(self, profile: MemoryProfile) -> None:
+        """The folded panel's line: share used, free memory, pressure, a running script."""
+        variable = _VARIABLE[LEVEL_STYLE[self._level]]
+        line = (
+            f"[b]Memory[/b] {format_pct(profile.usage_fraction)} used"
+            f" · {format_mb(profile.available_mb)} free"
+            f" · pressure [bold {variable}]{self._level.value}[/]"
+        )
+        if profile.any_simulated:
+            line += " · [$warning]simulated[/]"
+        script = self._script
+        if script is not None and script.rss_mb is not None:
+            line += f" · script {format_mb(script.rss_mb)} of {format_mb(script.cap_mb)}"
+        summary = Content.from_markup(line)
+        # Drawn again only when it changes: most samples of an idle machine change nothing.
+        if not summary.is_same(self._summary):
+            self._summary = summary
+            self.query_one("#memory-summary", Static).update(summary)
 
     def _models_reading(self, profile: MemoryProfile) -> GaugeReading:
         resident_mb, source = self._models_resident()

@@ -1,26 +1,35 @@
-"""The query pane: the question, the model override, the plan preview, the answer and its stats."""
+"""The query pane: the question, the model override, the plan preview, the answer and its stats.
+
+In analysis mode (`ctrl+n`, with a data file attached) the question asks the model for a
+script instead of an answer; once the answer is in, the script is taken out of it and shown in
+the analysis view in place of the answer. Running it is the screen's job, and only on request.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Label, Static, TextArea
 
 from nemo_tui.core.text.terminal_text import strip_terminal_controls
 from nemo_tui.errors import NemoError
 from nemo_tui.ui.server_text import literal, template
+from nemo_tui.ui.widgets.analysis_view import AnalysisView, ShownScript
 from nemo_tui.ui.widgets.answer_view import AnswerView
 from nemo_tui.ui.widgets.info_line import InfoLine
 from nemo_tui.ui.widgets.model_picker import ModelPicker
 from nemo_tui.units import format_count, format_pct, format_rate, format_seconds
 
 if TYPE_CHECKING:
+    from nemo_tui.core.analysis.run import RunLimits
     from nemo_tui.engine import Engine, QueryHandle, QueryPlan
     from nemo_tui.events import Done, EngineEvent, Query
 
@@ -32,6 +41,12 @@ ENGINE_STARTING = "The engine is still starting; try again in a moment."
 
 PLAN_DELAY_S = 0.4
 """The plan preview waits until typing pauses this long, so it is not rebuilt per key."""
+
+NO_DATA_FILE = "no data file (ctrl+t)"
+"""The data file label while none is attached."""
+
+ANALYSIS_MODE_TITLE = "analysis mode: the model writes a script"
+"""The question box's title while the next question asks for a script."""
 
 CURSOR_BLINK_S = 10.0
 """The question box's cursor stops blinking this long after the last key, and stays shown.
@@ -106,8 +121,19 @@ class QueryPane(Vertical):
         padding: 0 1;
         color: $text-muted;
     }
+    QueryPane #data-file.-analysis {
+        color: $accent;
+        text-style: bold;
+    }
     QueryPane > #query-input {
         height: 5;
+    }
+    QueryPane > #query-input.-analysis {
+        border-title-color: $accent;
+        border-title-style: bold;
+    }
+    QueryPane > #answer-view.-hidden {
+        display: none;
     }
     QueryPane > #query-plan, QueryPane > #query-activity, QueryPane > #query-stats {
         height: auto;
@@ -126,11 +152,18 @@ class QueryPane(Vertical):
     }
     """
 
+    class Submitted(Message):
+        """A query was handed to the engine: the answer area fills from now on."""
+
     def __init__(self, engine: Engine | None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._engine = engine
         self._handle: QueryHandle | None = None
         self._data_file: Path | None = None
+        self._analysis = False
+        self._libraries: tuple[str, ...] | None = None
+        """What scripts may import besides the standard library, once the engine has said."""
+        self._has_output = False
         self._plan: QueryPlan | None = None
         self._plan_timer: Timer | None = None
         self._answering = False
@@ -144,7 +177,7 @@ class QueryPane(Vertical):
         """Model selector and data file, the question, the plan, the answer, its stats."""
         with Horizontal(id="query-controls"):
             yield ModelPicker(id="model-select")
-            yield Label("no data file (ctrl+t)", id="data-file")
+            yield Label(NO_DATA_FILE, id="data-file")
         yield TextArea(
             id="query-input",
             soft_wrap=True,
@@ -153,6 +186,7 @@ class QueryPane(Vertical):
         )
         yield InfoLine(id="query-plan")
         yield AnswerView(id="answer-view")
+        yield AnalysisView(id="analysis-view")
         yield InfoLine(id="query-activity")
         yield Static("", id="query-error")
         yield InfoLine(id="query-stats")
@@ -166,6 +200,21 @@ class QueryPane(Vertical):
     def running(self) -> bool:
         """True while a submitted query has not ended."""
         return self._handle is not None
+
+    @property
+    def has_output(self) -> bool:
+        """True once a query was sent: an answer or a script takes the pane's room."""
+        return self._has_output
+
+    @property
+    def analysis_mode(self) -> bool:
+        """True when the next question asks the model for an analysis script."""
+        return self._analysis
+
+    @property
+    def script(self) -> ShownScript | None:
+        """The script on screen, if one is."""
+        return self.query_one(AnalysisView).script
 
     @property
     def plan(self) -> QueryPlan | None:
@@ -204,44 +253,124 @@ class QueryPane(Vertical):
         picker.value = name
 
     def attach(self, path: Path | None) -> None:
-        """Attach a data file to the next query (None detaches)."""
+        """Attach a data file to the next query (None detaches, and ends analysis mode)."""
         self._data_file = path
-        label = f"data: {path.name}" if path else "no data file (ctrl+t)"
-        self.query_one("#data-file", Label).update(literal(label))
+        if path is None:
+            self._analysis = False
+        self._show_mode()
         self._schedule_plan()
+
+    def set_analysis_mode(self, on: bool) -> bool:
+        """Ask the next question for a script (True) or an answer; False when asked for a
+        script with no data file attached, which leaves the mode off."""
+        if on and self._data_file is None:
+            return False
+        self._analysis = on
+        self._show_mode()
+        self._schedule_plan()
+        if on and self._libraries is None and self._engine is not None:
+            self._learn_libraries(self._engine)
+        return True
+
+    def _show_mode(self) -> None:
+        path = self._data_file
+        label = self.query_one("#data-file", Label)
+        label.set_class(self._analysis, "-analysis")
+        area = self.query_one("#query-input", TextArea)
+        area.set_class(self._analysis, "-analysis")
+        if path is None:
+            label.update(NO_DATA_FILE)
+        else:
+            label.update(literal(f"data: {path.name}" + (" · analysis" if self._analysis else "")))
+        area.border_title = ANALYSIS_MODE_TITLE if self._analysis else None
+        area.placeholder = (
+            "Ask about the data; the model answers with a script (ctrl+s sends)"
+            if self._analysis
+            else "Ask a question, then ctrl+s to send"
+        )
+
+    @work(group="script-libraries", exclusive=True, exit_on_error=False)
+    async def _learn_libraries(self, engine: Engine) -> None:
+        """Ask once, ahead of the first analysis question, so sending it does not wait."""
+        try:
+            self._libraries = await engine.script_libraries()
+        except NemoError:
+            # Sending asks again and shows the error where the answer would be.
+            return
 
     def current_query(self) -> Query | None:
         """The query the input describes, or None when the input is empty."""
         # The events module (and the core modules it carries) is imported on first use, not
         # with this module: the first frame does not need it.
+        from nemo_tui.core.analysis.prompt import ScriptRequest
         from nemo_tui.events import Query
 
         text = self.query_one("#query-input", TextArea).text.strip()
         if not text:
             return None
-        return Query(text, model=self.model_override, data_file=self._data_file)
+        analysis = None
+        if self._analysis and self._data_file is not None:
+            analysis = ScriptRequest(self._libraries or ())
+        return Query(text, model=self.model_override, data_file=self._data_file, analysis=analysis)
 
     async def send(self) -> bool:
         """Submit the question; False (with a notification) when there is nothing to send."""
+        if not self._may_submit():
+            return False
+        query = self.current_query()
+        if query is None:
+            self.notify("Type a question first.", severity="warning")
+            return False
+        if query.analysis is not None:
+            from nemo_tui.core.analysis.prompt import ScriptRequest
+
+            assert self._engine is not None  # `_may_submit` checked
+            try:
+                self._libraries = await self._engine.script_libraries()
+            except NemoError as exc:
+                self._show_error(exc)
+                return False
+            query = replace(query, analysis=ScriptRequest(self._libraries))
+        if self._plan_timer is not None:
+            self._plan_timer.stop()
+        self.refresh_plan()  # the line then shows the plan this query runs with
+        return await self.submit(query)
+
+    async def submit(self, query: Query) -> bool:
+        """Hand a query to the engine (a typed question, or a repair round) and clear the
+        answer area for it; False (with a notification) when one is already running."""
+        if not self._may_submit():
+            return False
+        assert self._engine is not None  # `_may_submit` checked
+        self._clear_error()
+        self.query_one("#query-stats", InfoLine).update("")
+        self.query_one(AnalysisView).clear()
+        self.query_one(AnswerView).remove_class("-hidden")
+        analysis = query.analysis
+        if analysis is None:
+            title, sending = "Answer", "Sending…"
+        elif analysis.repair is None:
+            title, sending = "Answer · analysis script", "Asking for a script…"
+        else:
+            title, sending = "Answer · corrected script", "Asking for a corrected script…"
+        self.query_one("#query-activity", InfoLine).update(sending)
+        await self.query_one(AnswerView).begin(title)
+        self._answering = False
+        self._handle = self._engine.submit(query)
+        self._has_output = True
+        self.post_message(self.Submitted())
+        return True
+
+    def _may_submit(self) -> bool:
         if self._engine is None:
             self.notify(ENGINE_STARTING, severity="warning")
             return False
         if self.running:
             self.notify("A query is running; press Esc to cancel it first.", severity="warning")
             return False
-        query = self.current_query()
-        if query is None:
-            self.notify("Type a question first.", severity="warning")
+        if self.query_one(AnalysisView).running:
+            self.notify("A script is running; press Esc to stop it first.", severity="warning")
             return False
-        if self._plan_timer is not None:
-            self._plan_timer.stop()
-        self.refresh_plan()  # the line then shows the plan this query runs with
-        self._clear_error()
-        self.query_one("#query-stats", InfoLine).update("")
-        self.query_one("#query-activity", InfoLine).update("Sending…")
-        await self.query_one(AnswerView).begin("Answer")
-        self._answering = False
-        self._handle = self._engine.submit(query)
         return True
 
     def cancel(self) -> bool:
@@ -319,19 +448,22 @@ class QueryPane(Vertical):
                     else literal(event.message)
                 )
             case Done():
+                query = self._handle.query
                 await self._end(event.text)
                 activity.update("")
                 self.query_one("#query-stats", InfoLine).update(describe_done(event))
+                self._take_script(query, event)
             case Failed():
                 await self._end(None)
                 activity.update("The partial answer is kept above." if event.partial_text else "")
-                self._error = f"{event.error.title}: {event.error.one_line()}"
-                error = self.query_one("#query-error", Static)
-                error.update(describe_error(event.error))
-                error.add_class("-shown")
+                self._show_error(event.error)
             case Cancelled():
                 await self._end(None)
                 activity.update("Cancelled; the partial answer is kept.")
+
+    def show_activity(self, text: Content | str) -> None:
+        """Put a line of progress under the answer (a running script's); "" hides it."""
+        self.query_one("#query-activity", InfoLine).update(text)
 
     @property
     def error_text(self) -> str:
@@ -347,6 +479,53 @@ class QueryPane(Vertical):
     def _clear_error(self) -> None:
         self._error = ""
         self.query_one("#query-error", Static).remove_class("-shown")
+
+    def _show_error(self, error: NemoError) -> None:
+        self._error = f"{error.title}: {error.one_line()}"
+        box = self.query_one("#query-error", Static)
+        box.update(describe_error(error))
+        box.add_class("-shown")
+
+    def _take_script(self, query: Query, done: Done) -> None:
+        """Take the script out of an analysis answer and show it in place of the answer, or
+        say why there is none (the answer stays, so the model's words can be read)."""
+        from nemo_tui.core.analysis.code_block import extract_script
+
+        request = query.analysis
+        if request is None or query.data_file is None:
+            return
+        view = self.query_one(AnalysisView)
+        extracted = extract_script(done.text, request.libraries)
+        if extracted.code is None:
+            view.show_problem(extracted.problem)
+            self._show_error(
+                NemoError(
+                    extracted.problem,
+                    title="No script to run",
+                    fix="ask again (ctrl+s), perhaps naming what the script should print",
+                )
+            )
+            return
+        script = ShownScript(
+            extracted.code,
+            query.text,
+            query.data_file,
+            done.model,
+            request.libraries,
+            repaired=request.repair is not None,
+            warnings=extracted.warnings,
+        )
+        view.show_script(script, self.script_limits())
+        self.query_one(AnswerView).add_class("-hidden")
+
+    def script_limits(self) -> RunLimits | NemoError:
+        """The limits a script started now would get, or why none could start."""
+        if self._engine is None:
+            return NemoError(ENGINE_STARTING)
+        try:
+            return self._engine.analysis_limits()
+        except NemoError as exc:
+            return exc
 
     def on_mount(self) -> None:
         """The cursor blinks for `CURSOR_BLINK_S` from the start."""

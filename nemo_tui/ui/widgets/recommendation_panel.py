@@ -31,15 +31,40 @@ class RecommendationPanel(Static):
     RecommendationPanel.-no-fit {
         border: round $error;
     }
+    RecommendationPanel.-folded {
+        border: none;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
         # The pick needs the engine's first probe of the backends.
-        super().__init__("[dim]starting the engine…[/]", id=id)
-        self._shown: Content | None = None
-        """What `show` last drew."""
+        starting = Content.from_markup("[dim]starting the engine…[/]")
+        super().__init__(starting, id=id)
+        self._full = starting
+        """The whole panel as `show` last made it."""
+        self._summary = Content.from_markup("[b]Recommended[/b] [dim]starting the engine…[/]")
+        """The folded panel's line."""
+        self._shown: Content = starting
+        """What is drawn now: `_full`, or `_summary` while folded."""
+        self._folded = False
         self.border_title = "Recommended model"
         self.border_subtitle = "f3 use it · f4 preload"
+
+    def fold(self, folded: bool) -> None:
+        """Fold to a one-line summary (True) or show the whole panel again."""
+        self._folded = folded
+        self.set_class(folded, "-folded")
+        self._draw()
+
+    def _draw(self) -> None:
+        shown = self._summary if self._folded else self._full
+        # The pick is asked for again every refresh interval and mostly comes back the same;
+        # drawing it again would repaint the panel, and send it to the terminal, for nothing.
+        if not shown.is_same(self._shown):
+            self._shown = shown
+            self.update(shown)
 
     def show(self, rec: Recommendation) -> None:
         """Draw a recommendation."""
@@ -64,9 +89,8 @@ class RecommendationPanel(Static):
         if rec.install_hint:
             lines.append(template("[dim]Tip[/] $hint", hint=rec.install_hint))
         self.set_class(not rec.fits, "-no-fit")
-        shown = Content("\n").join(lines)
-        # The pick is asked for again every refresh interval and mostly comes back the same;
-        # drawing it again would repaint the panel, and send it to the terminal, for nothing.
-        if self._shown is None or not shown.is_same(self._shown):
-            self._shown = shown
-            self.update(shown)
+        self._full = Content("\n").join(lines)
+        self._summary = template(
+            f"[b]Recommended[/b] [bold]$model[/] · {fits}{size} · f3 use it", model=rec.model
+        )
+        self._draw()
