@@ -217,6 +217,48 @@ class Backends(_Section):
     embedded: EmbeddedBackend = msgspec.field(default_factory=EmbeddedBackend)
 
 
+HostName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="a name of letters, digits, '.', '_' and '-', such as gpu-box",
+    ),
+]
+"""A host's name as the dashboard, the CLI and the metrics label it: letters, digits, `.`, `_`
+and `-`, at most 63 characters (a host name or a short label)."""
+HttpUrl = Annotated[
+    str,
+    msgspec.Meta(pattern=r"^https?://[^\s/]+", description="an http:// or https:// URL"),
+]
+
+
+class HostEntry(_Section):
+    """Another machine of the lab: its model servers and where its memory can be read."""
+
+    name: HostName
+    """What the host is called on screen, in JSON and in metrics labels."""
+    ollama_url: HttpUrl | None = None
+    """Its Ollama server, e.g. `http://gpu-box:11434`."""
+    openai_url: HttpUrl | None = None
+    """Its OpenAI-compatible server (llama-server, llama-swap, vLLM, LM Studio), e.g.
+    `http://gpu-box:8080/v1`."""
+    node_exporter_url: HttpUrl | None = None
+    """Its Prometheus node_exporter, e.g. `http://gpu-box:9100/metrics`; without one its memory
+    is what its model servers report."""
+    cache_limit: Fraction | None = None
+    """Largest share of its memory models may use; default `memory_thresholds.cache_limit`."""
+
+
+class LocalHost(_Section):
+    """This machine as one of the lab's hosts (its servers are the ones under `backends`)."""
+
+    name: HostName = "local"
+    """What this machine is called beside the other hosts."""
+    node_exporter_url: HttpUrl | None = None
+    """A node_exporter on this machine, to publish its memory the way the other hosts do; its
+    memory is read from the OS either way."""
+
+
 class Analysis(_Section):
     """Limits for running an analysis script a model wrote (only ever when you ask)."""
 
@@ -233,6 +275,24 @@ class Analysis(_Section):
     """Largest file a script may write in its temporary folder."""
     python: str | None = None
     """The Python that runs scripts (one with pandas, say); default: the one running nemo-tui."""
+
+
+class MetricsSettings(_Section):
+    """nemo-tui's own Prometheus metrics while the dashboard runs (`nemo-tui metrics` serves
+    them without it)."""
+
+    listen: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]*):[0-9]{1,5}$",
+                description="ADDR:PORT, such as 127.0.0.1:9200, [::1]:9200 or :9200",
+            ),
+        ]
+        | None
+    ) = None
+    """Serve `http://ADDR:PORT/metrics` while the dashboard runs; null (the default) serves
+    nothing."""
 
 
 class Ui(_Section):
@@ -252,6 +312,9 @@ class Config(_Section):
     models: list[ModelEntry] = msgspec.field(default_factory=list)
     backends: Backends = msgspec.field(default_factory=Backends)
     analysis: Analysis = msgspec.field(default_factory=Analysis)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    local_host: LocalHost = msgspec.field(default_factory=LocalHost)
+    hosts: list[HostEntry] = msgspec.field(default_factory=list)
     ui: Ui = msgspec.field(default_factory=Ui)
 
 
@@ -423,6 +486,7 @@ def parse_config(text: str, *, source: str | None = None) -> Config:
     except msgspec.ValidationError as exc:
         raise _explain(exc, text, source) from exc
     _check_consistency(config, source)
+    _check_hosts(config, source)
     _check_ollama_url(config, text, source)
     return config
 
@@ -487,6 +551,28 @@ def _check_consistency(config: Config, source: str | None) -> None:
                 path=source,
                 key=key,
                 fix="swap the two values",
+            )
+
+
+def _check_hosts(config: Config, source: str | None) -> None:
+    """Host names are unique (the local one included), and each host has something to ask."""
+    seen = {config.local_host.name: "local_host.name"}
+    for index, host in enumerate(config.hosts):
+        key = f"hosts[{index}]"
+        if host.name in seen:
+            raise ConfigError(
+                f"two hosts are called '{host.name}' ({seen[host.name]} and {key}.name)",
+                path=source,
+                key=f"{key}.name",
+                fix="give every host its own name",
+            )
+        seen[host.name] = f"{key}.name"
+        if host.ollama_url is None and host.openai_url is None and host.node_exporter_url is None:
+            raise ConfigError(
+                f"host '{host.name}' has no URL",
+                path=source,
+                key=key,
+                fix="set ollama_url, openai_url or node_exporter_url",
             )
 
 
@@ -571,6 +657,8 @@ def _describe(hint: Any) -> str:
         base, *metas = get_args(hint)
         bounds = []
         for meta in metas:
+            if isinstance(meta, msgspec.Meta) and meta.description:
+                return meta.description
             if isinstance(meta, msgspec.Meta):
                 for name, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
                     value = getattr(meta, name)

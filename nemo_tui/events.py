@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from nemo_tui.core.models.recommender import Recommendation
     from nemo_tui.core.prompt.optimizer import OptimizedPrompt
     from nemo_tui.errors import NemoError
+    from nemo_tui.hosts.status import HostStatus
 
 _query_ids = itertools.count(1)
 
@@ -43,6 +44,8 @@ class Query:
     analysis: ScriptRequest | None = None
     """Ask for a Python script that answers the question about `data_file` (or repairs one),
     rather than a prose answer; None for a question."""
+    host: str | None = None
+    """A host of the lab chosen by hand (`local` or another's name); None lets routing pick."""
     id: int = field(default_factory=lambda: next(_query_ids))
 
 
@@ -65,6 +68,8 @@ class Recommended:
     """True when the user chose the model by hand."""
     warning: str = ""
     """Set when a hand-picked model may not fit."""
+    host: str = ""
+    """The host it runs on: this machine's name, another host's, or `cloud`."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,8 @@ class Fallback:
     from_model: str
     to_model: str
     why: str
+    to_host: str = ""
+    """The host the next model runs on: this machine's name, another host's, or `cloud`."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,8 @@ class Done:
     reduction_pct: float
     fallbacks: tuple[str, ...] = ()
     """Models tried and left before this one answered."""
+    host: str = ""
+    """The host that answered: this machine's name, another host's, or `cloud`."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +195,14 @@ class BackendsChanged:
     query_id: int = 0
 
 
+@dataclass(frozen=True)
+class HostsChanged:
+    """The lab's hosts were asked again: their memory, models and whether they are up."""
+
+    statuses: tuple[HostStatus, ...]
+    query_id: int = 0
+
+
 EngineEvent = (
     Queued
     | Recommended
@@ -200,6 +217,7 @@ EngineEvent = (
     | Cancelled
     | PressureChanged
     | BackendsChanged
+    | HostsChanged
 )
 
 FINAL_EVENTS = (Done, Failed, Cancelled)

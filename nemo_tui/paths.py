@@ -59,6 +59,12 @@ def data_dir() -> Path:
     return user_data_path(APP_NAME, appauthor=False)
 
 
+def history_file() -> Path:
+    """Where every nemo-tui process (the dashboard and the commands) keeps per-query metrics
+    between runs: numbers only, no prompts or answers."""
+    return data_dir() / "history.jsonl"
+
+
 def cache_dir() -> Path:
     """Where nemo-tui keeps caches it can rebuild."""
     return user_cache_path(APP_NAME, appauthor=False)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nemo_tui.backends.base import Backend, BackendHealth
+from nemo_tui.core.models.backend_names import remote_backend_name
 from nemo_tui.units import format_seconds
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ _EMBEDDED_MODULE = "nemo_tui.backends.embedded"
 def build_backends(
     config: cfg.Config, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
 ) -> list[Backend]:
-    """The enabled backends in fallback order: ollama, openai, embedded, gemini.
+    """The enabled backends in fallback order: ollama, openai, embedded, the other hosts' servers
+    (`ollama@HOST`, `openai@HOST`), gemini.
 
     API keys are read from the environment variables the config names (for Gemini, a key in the
     config file is used when its variable is unset). Gemini is left out without a key, and the
@@ -71,6 +73,7 @@ def build_backends(
         embedded = _embedded_backend(config)
         if embedded is not None:
             backends.append(embedded)
+    backends.extend(_host_backends(config, transports))
     gemini = section.gemini
     gemini_key = _gemini_key(config)
     if gemini.enabled and gemini_key:
@@ -86,6 +89,40 @@ def build_backends(
                 api_key_env=gemini.api_key_env,
             )
         )
+    return backends
+
+
+def _host_backends(
+    config: cfg.Config, transports: Mapping[str, httpx.AsyncBaseTransport]
+) -> list[Backend]:
+    """The model servers of the lab's other hosts, named `ollama@HOST` and `openai@HOST`."""
+    backends: list[Backend] = []
+    for host in config.hosts:
+        if host.ollama_url is not None:
+            from nemo_tui.backends.ollama import OllamaBackend
+
+            name = remote_backend_name("ollama", host.name)
+            backends.append(
+                OllamaBackend(
+                    host.ollama_url,
+                    keep_alive=config.backends.ollama.keep_alive,
+                    connect_timeout_s=config.backends.ollama.timeout_s,
+                    transport=transports.get(name),
+                    name=name,
+                )
+            )
+        if host.openai_url is not None:
+            from nemo_tui.backends.openai_compat import OpenAICompatBackend
+
+            name = remote_backend_name("openai", host.name)
+            backends.append(
+                OpenAICompatBackend(
+                    host.openai_url,
+                    connect_timeout_s=config.backends.openai.timeout_s,
+                    transport=transports.get(name),
+                    name=name,
+                )
+            )
     return backends
 
 

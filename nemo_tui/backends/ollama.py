@@ -104,6 +104,7 @@ class OllamaBackend:
             options do not say (Go duration such as `"30m"`, or seconds; negative means forever).
         connect_timeout_s: Connect timeout for every request.
         transport: Used instead of the network (tests pass `httpx.MockTransport`).
+        name: The backend's name: `ollama` on this machine, `ollama@HOST` on another host.
 
     Raises:
         ConfigError: `$OLLAMA_HOST` names no usable address.
@@ -111,7 +112,6 @@ class OllamaBackend:
             the file is loaded).
     """
 
-    name = "ollama"
     local = True
 
     def __init__(
@@ -121,7 +121,9 @@ class OllamaBackend:
         keep_alive: str | int = "30m",
         connect_timeout_s: float = 2.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        name: str = "ollama",
     ) -> None:
+        self.name = name
         if base_url is not None:
             self.url = ollama_base_url(base_url)
         else:

@@ -67,7 +67,7 @@ def analyze(args: argparse.Namespace) -> int:
         query = Query(
             args.query, model=args.model, data_file=data, analysis=ScriptRequest(libraries)
         )
-        model, script = await _ask_for_script(engine, query, libraries, args.json)
+        model, host, script = await _ask_for_script(engine, query, libraries, args.json)
         _take(outcome, script)
         if outcome.code is not None and not args.run and not args.json:
             note("not run: add --run to run it in a child process, under limits")
@@ -78,8 +78,8 @@ def analyze(args: argparse.Namespace) -> int:
                 if not args.json:
                     note(f"asking {model} to repair the script (one round)")
                 repair = ScriptRequest(libraries, failure_of(outcome.code, failed))
-                query = Query(args.query, model=model, data_file=data, analysis=repair)
-                _, script = await _ask_for_script(engine, query, libraries, args.json)
+                query = Query(args.query, model=model, data_file=data, analysis=repair, host=host)
+                _, _, script = await _ask_for_script(engine, query, libraries, args.json)
                 outcome.first_run, outcome.run = failed, None
                 _take(outcome, script)
                 if outcome.code is not None and not outcome.problem:
@@ -95,15 +95,16 @@ def analyze(args: argparse.Namespace) -> int:
 
 async def _ask_for_script(
     engine: Engine, query: Query, libraries: tuple[str, ...], as_json: bool
-) -> tuple[str | None, ExtractedScript]:
+) -> tuple[str | None, str | None, ExtractedScript]:
     """Stream the model's answer, then take the script out of it.
 
     Returns:
-        The model that answered (None when none did), and the script or why there is none.
+        The model that answered and its host (None when none did), and the script or why there
+        is none.
     """
     final = await stream_query(engine, query, as_json=as_json)
     if not isinstance(final, Done):
-        return None, ExtractedScript(None, "no answer from the model, so no script")
+        return None, None, ExtractedScript(None, "no answer from the model, so no script")
     script = extract_script(final.text, libraries)
     if not as_json:
         if script.code is None:
@@ -113,7 +114,9 @@ async def _ask_for_script(
             note(f"script: {lines} line{'s' if lines != 1 else ''}, parses")
         for warning in script.warnings:
             note(f"warning: {warning}")
-    return final.model, script
+    # A repair goes back to the model that wrote the script, on the host that ran it.
+    host = final.host if final.local else None
+    return final.model, host, script
 
 
 def _take(outcome: _Outcome, script: ExtractedScript) -> None:

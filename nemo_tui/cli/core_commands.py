@@ -19,9 +19,11 @@ from nemo_tui.core.models.complexity import Complexity, ComplexityAssessment, as
 from nemo_tui.core.models.recommender import (
     ANSWER_TOKENS,
     Recommendation,
+    RecommendationRequest,
     planned_context,
     recommend,
 )
+from nemo_tui.core.models.routing import CLOUD_HOST
 from nemo_tui.core.prompt.optimizer import OptimizedPrompt, optimize_prompt
 from nemo_tui.core.prompt.tokens import estimate_tokens
 from nemo_tui.core.reports.memory_json import memory_json
@@ -42,7 +44,11 @@ def status(args: argparse.Namespace) -> int:
     complexity = _forced_complexity(ctx) or Complexity.MEDIUM
     rec = recommend(profile, ctx.recommendation_request(complexity), ctx.config)
     if args.json:
-        print_json({"memory": memory_json(profile, level), "recommendation": rec.to_json()})
+        from nemo_tui.cli.host_commands import status_hosts
+
+        memory = memory_json(profile, level)
+        hosts = status_hosts(ctx, profile)
+        print_json({"memory": memory, "recommendation": rec.to_json(), "hosts": hosts})
         return 0
     show(describe_memory(profile, level))
     show()
@@ -51,8 +57,32 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _routed(
+    ctx: CommandContext, profile: MemoryProfile, request: RecommendationRequest
+) -> tuple[Recommendation, str]:
+    """The recommendation across the lab's hosts (each asked once), and the host it runs on:
+    this machine's name, another host's, or `cloud`."""
+    local_name = ctx.config.local_host.name
+    if not ctx.config.hosts:
+        rec = recommend(profile, request, ctx.config)
+        return rec, local_name if rec.local else CLOUD_HOST
+    import asyncio
+
+    from nemo_tui.cli.host_commands import TakenSample, refresh_once
+    from nemo_tui.engine.planning import remote_hosts_from, route_query
+
+    statuses = asyncio.run(refresh_once(ctx.config, TakenSample(profile)))
+    remotes = remote_hosts_from(statuses)
+    rec, remote, _ = route_query(
+        request, profile, ctx.config, list(remotes.values()), local_host=local_name
+    )
+    if not rec.local:
+        return rec, CLOUD_HOST
+    return rec, remote.name if remote is not None else local_name
+
+
 def recommend_command(args: argparse.Namespace) -> int:
-    """`nemo-tui recommend QUERY`: the model for this query on this machine now."""
+    """`nemo-tui recommend QUERY`: the model for this query now, and the host it runs on."""
     ctx = make_context(args)
     attached = data_file(args.data)
     profile = ctx.sampler.sample()
@@ -60,11 +90,12 @@ def recommend_command(args: argparse.Namespace) -> int:
         ctx, args.query, data_attached=attached is not None, forced=args.complexity
     )
     request = ctx.recommendation_request(assessment.level, estimate_tokens(args.query))
-    rec = recommend(profile, request, ctx.config)
+    rec, host = _routed(ctx, profile, request)
     if args.json:
         print_json(
             {
                 **rec.to_json(),
+                "host": host,
                 "complexity": assessment.level.value,
                 "complexity_reasons": list(assessment.reasons),
                 "decision_ms": round(rec.decision_ms, 3),
@@ -74,6 +105,8 @@ def recommend_command(args: argparse.Namespace) -> int:
     reasons = ", ".join(assessment.reasons) or "nothing stood out"
     show(f"Complexity   {assessment.level.value} ({reasons})")
     show(describe_recommendation(rec))
+    if ctx.config.hosts:
+        show(f"Host         {host}")
     return 0
 
 

@@ -57,10 +57,14 @@ def run_dashboard(
 
 
 def engine_for(ctx: CommandContext) -> Engine:
-    """The dashboard's engine: the context's config, sampler and catalog, backends from config.
+    """The dashboard's engine: the context's config, sampler and catalog, backends from config,
+    and the metrics history the commands keep too (so `stats` counts the dashboard's queries).
 
     Called by the app in a worker thread, so importing the engine does not delay the first frame.
     """
+    from nemo_tui import paths
     from nemo_tui.engine import Engine
 
-    return Engine(ctx.config, sampler=ctx.sampler, catalog=ctx.catalog)
+    return Engine(
+        ctx.config, sampler=ctx.sampler, catalog=ctx.catalog, history_path=paths.history_file()
+    )

@@ -10,7 +10,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from nemo_tui import paths
 from nemo_tui.backends.discovery import describe_health
@@ -37,13 +36,6 @@ from nemo_tui.events import (
 )
 from nemo_tui.units import format_count, format_mb, format_pct, format_rate, format_seconds
 
-HISTORY_FILE = "history.jsonl"
-
-
-def history_path() -> Path:
-    """Where per-query metrics are kept between runs (no prompts or answers, only numbers)."""
-    return paths.data_dir() / HISTORY_FILE
-
 
 def make_engine(ctx: CommandContext) -> Engine:
     """An engine for one command: no background monitor, shared metrics history."""
@@ -52,7 +44,7 @@ def make_engine(ctx: CommandContext) -> Engine:
         sampler=ctx.sampler,
         catalog=ctx.catalog,
         monitor=False,
-        history_path=history_path(),
+        history_path=paths.history_file(),
     )
 
 
@@ -98,7 +90,7 @@ async def stream_query(engine: Engine, query: Query, *, as_json: bool) -> Done |
 
 def ask(args: argparse.Namespace) -> int:
     """`nemo-tui ask QUERY`: stream an answer to stdout, a one-line summary to stderr."""
-    query = Query(args.query, model=args.model, data_file=data_file(args.data))
+    query = Query(args.query, model=args.model, data_file=data_file(args.data), host=args.host)
 
     async def body(engine: Engine, ctx: CommandContext) -> int:
         require_a_backend(engine)
@@ -286,19 +278,22 @@ def preload(args: argparse.Namespace) -> int:
 
     async def action(engine: Engine) -> object:
         known_model(args.model, engine.catalog)
-        return await engine.preload(args.model)
+        return await engine.preload(args.model, host=args.host)
 
     return _cache_action(args, action)
 
 
 def unload(args: argparse.Namespace) -> int:
-    """`nemo-tui unload MODEL`."""
-    return _cache_action(args, lambda engine: engine.unload(args.model))
+    """`nemo-tui unload MODEL`: from the host where it is loaded (`--host` says which)."""
+    return _cache_action(args, lambda engine: engine.unload(args.model, host=args.host))
 
 
 def clear_cache(args: argparse.Namespace) -> int:
-    """`nemo-tui clear-cache`: unload every loaded model."""
-    return _cache_action(args, lambda engine: engine.clear_cache())
+    """`nemo-tui clear-cache`: unload every model loaded on this machine (or `--host`, or
+    `--all-hosts`)."""
+    return _cache_action(
+        args, lambda engine: engine.clear_cache(args.host, all_hosts=args.all_hosts)
+    )
 
 
 def _cache_action(args: argparse.Namespace, action: Callable[[Engine], Awaitable[object]]) -> int:

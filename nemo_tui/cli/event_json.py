@@ -10,6 +10,7 @@ from nemo_tui.events import (
     Evicting,
     Failed,
     Fallback,
+    HostsChanged,
     Loading,
     Notice,
     PressureChanged,
@@ -31,6 +32,7 @@ def event_json(event: EngineEvent) -> dict[str, object]:
         base["complexity_reasons"] = list(event.complexity.reasons)
         base["override"] = event.override
         base["warning"] = event.warning
+        base["host"] = event.host
     elif isinstance(event, PromptOptimized):
         data = event.result.to_json()
         data.pop("optimized_prompt", None)
@@ -48,7 +50,12 @@ def event_json(event: EngineEvent) -> dict[str, object]:
     elif isinstance(event, Notice):
         base.update(message=event.message, warning=event.warning)
     elif isinstance(event, Fallback):
-        base.update(from_model=event.from_model, to_model=event.to_model, why=event.why)
+        base.update(
+            from_model=event.from_model,
+            to_model=event.to_model,
+            why=event.why,
+            to_host=event.to_host,
+        )
     elif isinstance(event, Done):
         base.update(
             model=event.model,
@@ -63,6 +70,7 @@ def event_json(event: EngineEvent) -> dict[str, object]:
             local=event.local,
             reduction_pct=round(event.reduction_pct, 1),
             fallbacks=list(event.fallbacks),
+            host=event.host,
         )
     elif isinstance(event, Failed):
         base.update(
@@ -82,4 +90,6 @@ def event_json(event: EngineEvent) -> dict[str, object]:
         )
     elif isinstance(event, BackendsChanged):
         base["backends"] = {h.backend: h.up for h in event.healths}
+    elif isinstance(event, HostsChanged):
+        base["hosts"] = [status.to_json() for status in event.statuses]
     return base

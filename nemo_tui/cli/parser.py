@@ -9,6 +9,7 @@ from collections.abc import Callable
 from nemo_tui import __version__
 
 Handler = Callable[[argparse.Namespace], int]
+HOST_HELP = "the host of the lab to run it on (`local` or a name under `hosts:`)"
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument(
         "--data", metavar="FILE", help="a CSV/TSV/JSONL file to summarize into the prompt"
     )
+    ask.add_argument("--host", metavar="H", help=HOST_HELP)
     ask.add_argument("--json", action="store_true", help="emit the engine's events as JSON lines")
 
     analyze = command(
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--model", metavar="M", help="use this model instead of the recommended one"
     )
+    analyze.add_argument("--host", metavar="H", help=HOST_HELP)
     analyze.add_argument(
         "--run",
         action="store_true",
@@ -187,12 +190,57 @@ def build_parser() -> argparse.ArgumentParser:
         "preload", _lazy("engine_commands", "preload"), "load a model now, if memory allows"
     )
     preload.add_argument("model", metavar="MODEL")
+    preload.add_argument("--host", metavar="H", help="load it on this host (default: this machine)")
     unload = command("unload", _lazy("engine_commands", "unload"), "unload a model from memory")
     unload.add_argument("model", metavar="MODEL")
-    command("clear-cache", _lazy("engine_commands", "clear_cache"), "unload every loaded model")
+    unload.add_argument(
+        "--host", metavar="H", help="the host to unload it from (default: where it is loaded)"
+    )
+    clear = command(
+        "clear-cache",
+        _lazy("engine_commands", "clear_cache"),
+        "unload every model loaded on this machine",
+    )
+    clear_where = clear.add_mutually_exclusive_group()
+    clear_where.add_argument("--host", metavar="H", help="clear this host's models instead")
+    clear_where.add_argument(
+        "--all-hosts", action="store_true", help="clear every host's models, shared ones too"
+    )
 
     stats = command(
         "stats", _lazy("engine_commands", "stats"), "memory, models, settings and query metrics"
     )
     stats.add_argument("--json", action="store_true", help="machine-readable output")
+
+    metrics = command(
+        "metrics",
+        _lazy("metrics_commands", "metrics"),
+        "serve Prometheus metrics (memory, loaded models, queries), or write them for"
+        " node_exporter",
+    )
+    output = metrics.add_mutually_exclusive_group(required=True)
+    output.add_argument(
+        "--listen",
+        metavar="ADDR:PORT",
+        help="serve http://ADDR:PORT/metrics until stopped: 127.0.0.1:9200, [::1]:9200, or"
+        " :9200 for every interface",
+    )
+    output.add_argument(
+        "--textfile",
+        metavar="PATH",
+        help="write them to PATH, a .prom file in node_exporter's textfile directory",
+    )
+    metrics.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="with --textfile, rewrite the file every SECONDS until stopped (default: write"
+        " once); with --listen, ask the servers and hosts again this often (default 15)",
+    )
+
+    hosts = command(
+        "hosts", _lazy("host_commands", "hosts"), "the lab's hosts: up or down, memory, models"
+    )
+    hosts.add_argument("--json", action="store_true", help="machine-readable output")
     return parser

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -37,6 +38,7 @@ from nemo_tui.core.memory.profile import (
     pressure_level,
     with_loaded_models,
 )
+from nemo_tui.core.models.backend_names import backend_host, backend_kind
 from nemo_tui.core.models.cache_policy import (
     CachedModel,
     CacheTracker,
@@ -45,7 +47,7 @@ from nemo_tui.core.models.cache_policy import (
     plan_room,
     predictive_choice,
 )
-from nemo_tui.core.models.catalog import Catalog, build_catalog
+from nemo_tui.core.models.catalog import Catalog, build_catalog, model_key
 from nemo_tui.core.models.complexity import Complexity
 from nemo_tui.core.models.recommender import (
     Recommendation,
@@ -58,8 +60,16 @@ from nemo_tui.core.models.recommender import (
 from nemo_tui.core.reports.memory_json import memory_json
 from nemo_tui.core.reports.metrics import AnalysisRecord, Metrics
 from nemo_tui.engine.history import append_history, load_history
-from nemo_tui.engine.pipeline import RunEnvironment, RunState, evict, run_query
-from nemo_tui.engine.planning import QueryPlan, plan_query
+from nemo_tui.engine.pipeline import (
+    EVICTED_BY_HAND,
+    EVICTED_FOR_ROOM,
+    EVICTED_UNDER_PRESSURE,
+    RunEnvironment,
+    RunState,
+    evict,
+    run_query,
+)
+from nemo_tui.engine.planning import QueryPlan, plan_query, remote_hosts_from
 from nemo_tui.engine.registry import BackendRegistry
 from nemo_tui.errors import NemoError
 from nemo_tui.events import (
@@ -69,6 +79,7 @@ from nemo_tui.events import (
     Done,
     EngineEvent,
     Failed,
+    HostsChanged,
     Loading,
     PressureChanged,
     Query,
@@ -78,6 +89,10 @@ from nemo_tui.events import (
 from nemo_tui.sandbox.libraries import detect_libraries
 from nemo_tui.sandbox.runner import ScriptRun
 from nemo_tui.units import format_mb, format_pct, format_seconds
+
+if TYPE_CHECKING:
+    from nemo_tui.hosts.monitor import HostMonitor
+    from nemo_tui.hosts.status import HostStatus
 
 PROBE_TIMEOUT_S = 2.0
 MIN_SCRIPT_MEMORY_MB = 256.0
@@ -186,7 +201,8 @@ class _LoadedModelsSampler:
         if not profile.any_simulated:
             return profile
         # The dashboard samples from a thread: `resident()` copies the residents in one step.
-        resident = self._registry.tracker.resident()
+        # Only this machine's: other hosts' models fill other hosts' memory.
+        resident = self._registry.residents_on(None)
         return with_loaded_models(
             profile,
             sum(self._size_mb(model) for model in resident),
@@ -295,6 +311,8 @@ class Engine:
         self._libraries: tuple[str | None, tuple[str, ...]] | None = None
         """The interpreter scripts run in, and what it can import besides the standard library."""
         self._script: ScriptRun | None = None
+        self._hosts: HostMonitor | None = None
+        """The lab's other hosts (config `hosts`): their memory and status; None without any."""
 
     @property
     def config(self) -> Config:
@@ -309,6 +327,13 @@ class Engine:
     async def start(self) -> list[BackendHealth]:
         """Probe the backends, learn their models, and start the worker (and monitor)."""
         healths = await self._registry.probe(PROBE_TIMEOUT_S)
+        if self.config.hosts:
+            # Imported only with hosts: it pulls in httpx, which the dashboard's first frame
+            # does without.
+            from nemo_tui.hosts.monitor import HostMonitor
+
+            self._hosts = HostMonitor(self.config, self._env.sampler, timeout_s=PROBE_TIMEOUT_S)
+            await self.refresh_hosts()
         self._tasks.append(asyncio.create_task(self._work(), name="nemo-engine-worker"))
         if self._monitor_enabled:
             self._tasks.append(asyncio.create_task(self._monitor(), name="nemo-engine-monitor"))
@@ -336,6 +361,9 @@ class Engine:
         for backend in self._registry.backends:
             with contextlib.suppress(Exception):
                 await backend.aclose()
+        if self._hosts is not None:
+            with contextlib.suppress(Exception):
+                await self._hosts.aclose()
         for channel in self._subscribers:
             channel.put(_END)
         self._subscribers.clear()
@@ -419,6 +447,30 @@ class Engine:
         """Every model an up backend can serve."""
         return self._registry.installed_names()
 
+    async def refresh_hosts(self) -> list[HostStatus]:
+        """Ask the lab's hosts for their memory and models again (a down one waits out its
+        backoff); routing uses what they answer from the next query on.
+
+        Returns:
+            Every host, this machine first; empty when no other host is configured.
+        """
+        if self._hosts is None:
+            return []
+        statuses = await self._hosts.refresh()
+        self._env.remote_hosts = remote_hosts_from(statuses)
+        self._emit(HostsChanged(tuple(statuses)))
+        return statuses
+
+    @property
+    def hosts(self) -> HostMonitor | None:
+        """The lab's other hosts as last asked (refresh with `refresh_hosts`); None without
+        any."""
+        return self._hosts
+
+    def host_statuses(self) -> list[HostStatus]:
+        """The lab's hosts as last asked, this machine first; empty without other hosts."""
+        return self._hosts.statuses() if self._hosts is not None else []
+
     async def refresh(self) -> None:
         """Re-read which models the backends hold."""
         async with self._lock:
@@ -429,33 +481,54 @@ class Engine:
         async with self._lock:
             return await self._registry.probe(PROBE_TIMEOUT_S)
 
-    async def preload(self, model: str) -> CacheActionResult:
-        """Load a model so the next query using it starts fast, if memory allows."""
-        async with self._lock:
-            return await self._preload(model, query_id=0)
+    async def preload(self, model: str, host: str | None = None) -> CacheActionResult:
+        """Load a model so the next query using it starts fast, if memory allows.
 
-    async def unload(self, model: str) -> CacheActionResult:
-        """Unload one resident model."""
+        Args:
+            model: The model.
+            host: The host to load it on: another host's name; None or this machine's name for
+                this machine.
+        """
         async with self._lock:
-            resident = self._tracker.get(model)
-            if resident is None:
-                return CacheActionResult(False, f"{model} is not loaded")
-            freed = await self._evict(resident, "unloaded by hand")
+            return await self._preload(model, query_id=0, host=self._remote(host))
+
+    async def unload(self, model: str, host: str | None = None) -> CacheActionResult:
+        """Unload one resident model from the host where it is loaded.
+
+        Args:
+            model: The model.
+            host: The host to unload it from; None finds it: this machine first, else the one
+                other host that holds it.
+        """
+        async with self._lock:
+            resident = self._find_loaded(model, host)
+            if isinstance(resident, str):
+                return CacheActionResult(False, resident)
+            freed = await self._evict(resident, "unloaded by hand", EVICTED_BY_HAND)
             return CacheActionResult(
                 True, f"Unloaded {resident.name}{_freed(freed)}", (resident.name,), freed
             )
 
-    async def clear_cache(self) -> CacheActionResult:
-        """Unload every resident model."""
+    async def clear_cache(
+        self, host: str | None = None, *, all_hosts: bool = False
+    ) -> CacheActionResult:
+        """Unload every resident model of one host (None: this machine), or of every host.
+
+        Another host's models are shared with that host's other users: they go only when asked.
+        """
         async with self._lock:
             await self._registry.sync_loaded()
-            resident = self._tracker.resident()
+            resident = (
+                self._tracker.resident()
+                if all_hosts
+                else self._registry.residents_on(self._remote(host))
+            )
             if not resident:
                 return CacheActionResult(True, "No models were loaded")
             freed_total = 0.0
             measured = False
             for model in resident:
-                freed = await self._evict(model, "cache cleared")
+                freed = await self._evict(model, "cache cleared", EVICTED_BY_HAND)
                 if freed is not None:
                     freed_total += freed
                     measured = True
@@ -572,6 +645,7 @@ class Engine:
                     {
                         "name": m.name,
                         "backend": m.backend,
+                        "host": backend_host(m.backend) or self.config.local_host.name,
                         "size_mb": round(m.size_mb, 1) if m.size_mb is not None else None,
                         "vram_mb": round(m.vram_mb, 1),
                         "context_length": m.context_length,
@@ -669,17 +743,19 @@ class Engine:
                 await self._relieve_pressure(PressureLevel.CRITICAL)
             if time.monotonic() >= next_refresh:
                 next_refresh = time.monotonic() + self.config.monitor.refresh_interval_s
+                await self.refresh_hosts()
                 await self._refresh_health()
                 await self._predictive_preload()
 
     async def _relieve_pressure(self, level: PressureLevel) -> str:
         """Evict per the cache policy; under critical pressure this cannot wait for the query."""
         in_use = self._running[2].model or None if self._running else None
-        victims = plan_pressure_relief(self._tracker.resident(), level, in_use)
+        # This machine's pressure: other hosts' models are theirs to keep.
+        victims = plan_pressure_relief(self._registry.residents_on(None), level, in_use)
         if not victims:
             return ""
         for victim in victims:
-            await self._evict(victim, f"memory pressure is {level.value}")
+            await self._evict(victim, f"memory pressure is {level.value}", EVICTED_UNDER_PRESSURE)
         return f"unloaded {', '.join(v.name for v in victims)} to relieve {level.value} pressure"
 
     async def _refresh_health(self) -> None:
@@ -705,7 +781,7 @@ class Engine:
             return
         last: UsageRecord = self._env.usage[-1]
         choice = predictive_choice(self._env.usage, last.complexity)
-        if choice is None or self._tracker.get(choice) is not None:
+        if choice is None or self._registry.loaded_on(choice, None) is not None:
             return
         profile = self.sample()
         if self.pressure(profile) is not PressureLevel.NORMAL:
@@ -714,34 +790,41 @@ class Engine:
             await self._preload(choice, query_id=0, evict_others=False)
 
     async def _preload(
-        self, model: str, *, query_id: int, evict_others: bool = True
+        self, model: str, *, query_id: int, evict_others: bool = True, host: str | None = None
     ) -> CacheActionResult:
         spec = self._registry.catalog.get(model)
         if spec is None:
             return CacheActionResult(False, f"{model} is not a known model")
         if not spec.local:
             return CacheActionResult(False, f"{model} runs in the cloud; nothing to preload")
-        backend = self._registry.backend_for(spec)
+        where = f" on {host}" if host is not None else ""
+        backend = self._registry.backend_for(spec, host)
         if backend is None:
-            return CacheActionResult(False, f"{spec.backend} is not available for {model}")
-        if self._tracker.get(model) is not None:
-            return CacheActionResult(True, f"{model} is already loaded")
-        profile = self.sample()
-        evictable = self._tracker.known_total_mb() if evict_others else 0.0
+            return CacheActionResult(
+                False, f"{backend_kind(spec.backend)}{where} is not available for {model}"
+            )
+        if self._registry.loaded_on(model, host) is not None:
+            return CacheActionResult(True, f"{model} is already loaded{where}")
+        profile = self._env.profile_of(host)
+        if profile is None:
+            return CacheActionResult(
+                False,
+                f"Not loading {model}{where}: its memory cannot be read (give it a"
+                " node_exporter_url), so nemo-tui cannot tell whether it fits",
+            )
+        # Room is made on the model's own host; another host's models are not this one's to evict.
+        residents = self._registry.residents_on(host)
+        evictable = (
+            sum(m.size_mb for m in residents if m.size_mb is not None) if evict_others else 0.0
+        )
         num_ctx = planned_context(spec, profile, self.config, evictable_mb=evictable)
         need_mb = spec.estimate(num_ctx).total_mb
-        room = plan_room(
-            self._tracker.resident(),
-            model,
-            need_mb,
-            profile,
-            self.config.memory_thresholds.cache_limit,
-        )
+        room = plan_room(residents, model, need_mb, profile, self._env.cache_limit_of(host))
         if not room.fits or (room.evict and not evict_others):
             return CacheActionResult(False, f"Not loading {model}: {room.reason}")
         evicted = []
         for victim in room.evict:
-            await self._evict(victim, room.reason)
+            await self._evict(victim, room.reason, EVICTED_FOR_ROOM)
             evicted.append(victim.name)
         self._emit(Loading(query_id, model, backend.name))
         started = time.perf_counter()
@@ -759,16 +842,40 @@ class Engine:
         took = format_seconds(time.perf_counter() - started)
         if loaded is False:
             # Another client of the server had loaded it: nothing was loaded, say so.
-            message = f"{model} was already loaded on {backend.name}"
+            message = f"{model} was already loaded on {host or backend.name}"
         else:
-            message = f"Loaded {model} ({format_mb(need_mb)} estimated) in {took}"
+            message = f"Loaded {model}{where} ({format_mb(need_mb)} estimated) in {took}"
         if evicted:
             message += f"; unloaded {', '.join(evicted)} to make room"
         return CacheActionResult(True, message, tuple(evicted))
 
-    async def _evict(self, model: CachedModel, reason: str) -> float | None:
+    def _remote(self, host: str | None) -> str | None:
+        """A host name as the registry keys hosts: None for this machine."""
+        return None if host is None or host == self.config.local_host.name else host
+
+    def _find_loaded(self, model: str, host: str | None) -> CachedModel | str:
+        """The loaded model to act on, or why there is none (not loaded, or on several hosts)."""
+        if host is not None:
+            remote = self._remote(host)
+            found = self._registry.loaded_on(model, remote)
+            return found if found is not None else f"{model} is not loaded on {host}"
+        local = self._registry.loaded_on(model, None)
+        if local is not None:
+            return local
+        key = model_key(model)
+        elsewhere = [m for m in self._tracker.resident() if model_key(m.name) == key]
+        if not elsewhere:
+            return f"{model} is not loaded"
+        if len(elsewhere) > 1:
+            hosts = ", ".join(sorted(backend_host(m.backend) or "" for m in elsewhere))
+            return f"{model} is loaded on {hosts}: say which host"
+        return elsewhere[0]
+
+    async def _evict(self, model: CachedModel, reason: str, kind: str) -> float | None:
         try:
-            return await evict(self._env, 0, model.name, model.backend, reason, self._emit)
+            return await evict(
+                self._env, 0, model.name, model.backend, reason, self._emit, kind=kind
+            )
         except BackendError:
             return None
 

@@ -1,11 +1,12 @@
 """Per-query metrics kept between runs, so `nemo-tui stats` and the dashboard see recent usage.
 
 Only numbers are kept (model, timings, counts, flags): never a prompt, an answer, a script, its
-output or a key. Runs of analysis scripts are records too, marked `"kind": "analysis"`. The
-file is JSON lines, one record each. A line that cannot be read (cut short by a crash, edited by
-hand, of another version) is skipped, never fatal; a line cut short is ended before the next
-record is added, so it cannot swallow it; and the file is trimmed to the newest records when it
-grows past `MAX_HISTORY_BYTES`, so it is never read whole at start-up for long.
+output or a key. Runs of analysis scripts are records too, marked `"kind": "analysis"`, and so
+are the models nemo-tui unloaded, marked `"kind": "eviction"`. The file is JSON lines, one
+record each. A line that cannot be read (cut short by a crash, edited by hand, of another
+version) is skipped, never fatal; a line cut short is ended before the next record is added, so
+it cannot swallow it; and the file is trimmed to the newest records when it grows past
+`MAX_HISTORY_BYTES`, so it is never read whole at start-up for long.
 """
 
 from __future__ import annotations
@@ -20,15 +21,26 @@ from pathlib import Path
 
 import msgspec
 
-from nemo_tui.core.reports.metrics import AnalysisRecord, Metrics, QueryRecord
+from nemo_tui.core.reports.metrics import AnalysisRecord, EvictionRecord, Metrics, QueryRecord
 
 MAX_HISTORY_BYTES = 2 * 1024 * 1024
 """Past this size the file is cut back to the newest records the metrics keep (a few thousand
 records fit; one is about 300 bytes)."""
 
-_FIELDS = {f.name for f in dataclasses.fields(QueryRecord)}
-_ANALYSIS_FIELDS = {f.name for f in dataclasses.fields(AnalysisRecord)}
-_ANALYSIS_KIND = "analysis"
+HistoryRecord = QueryRecord | AnalysisRecord | EvictionRecord
+"""One line of the history: a query (the lines without a `kind`), a script run or an eviction."""
+
+_KINDS: dict[str, type[AnalysisRecord] | type[EvictionRecord]] = {
+    "analysis": AnalysisRecord,
+    "eviction": EvictionRecord,
+}
+_KIND_OF: dict[type[HistoryRecord], str] = {
+    record_type: kind for kind, record_type in _KINDS.items()
+}
+_FIELDS = {
+    record_type: {f.name for f in dataclasses.fields(record_type)}
+    for record_type in (QueryRecord, AnalysisRecord, EvictionRecord)
+}
 _log = logging.getLogger(__name__)
 
 
@@ -49,14 +61,11 @@ def load_history(path: Path, metrics: Metrics) -> int:
         return 0
     loaded = skipped = 0
     for line in recent:
-        record = _record(line)
+        record = parse_record(line)
         if record is None:
             skipped += 1
             continue
-        if isinstance(record, AnalysisRecord):
-            metrics.analyses.record(record)
-        else:
-            metrics.record(record)
+        add_record(metrics, record)
         loaded += 1
     if skipped:
         _log.warning("%s: skipped %d unreadable line(s)", path, skipped)
@@ -65,11 +74,22 @@ def load_history(path: Path, metrics: Metrics) -> int:
     return loaded
 
 
-def append_history(path: Path, record: QueryRecord | AnalysisRecord) -> None:
+def add_record(metrics: Metrics, record: HistoryRecord) -> None:
+    """Count one record of the history in the metrics it belongs to."""
+    if isinstance(record, AnalysisRecord):
+        metrics.analyses.record(record)
+    elif isinstance(record, EvictionRecord):
+        metrics.evictions.record(record)
+    else:
+        metrics.record(record)
+
+
+def append_history(path: Path, record: HistoryRecord) -> None:
     """Add one record; a read-only or full disk costs the history, never the answer."""
     fields = dataclasses.asdict(record)
-    if isinstance(record, AnalysisRecord):
-        fields["kind"] = _ANALYSIS_KIND
+    kind = _KIND_OF.get(type(record))
+    if kind is not None:
+        fields["kind"] = kind
     line = json.dumps(fields).encode("utf-8") + b"\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,20 +103,28 @@ def append_history(path: Path, record: QueryRecord | AnalysisRecord) -> None:
         return
 
 
-def _record(line: bytes) -> QueryRecord | AnalysisRecord | None:
-    """The record on one line, or None when it is not a readable record."""
+def parse_record(line: bytes) -> HistoryRecord | None:
+    """The record on one line of the history, or None when it is not a readable record.
+
+    A line of a kind this version does not know (written by a newer one) is not readable.
+    """
     try:
         data = json.loads(line.decode("utf-8"))
     except ValueError:
         return None
     if not isinstance(data, dict):
         return None
-    is_analysis = data.get("kind") == _ANALYSIS_KIND
+    kind = data.get("kind")
+    record_type: type[HistoryRecord]
+    if kind is None:
+        record_type = QueryRecord
+    elif isinstance(kind, str) and kind in _KINDS:
+        record_type = _KINDS[kind]
+    else:
+        return None
+    known = _FIELDS[record_type]
     try:
-        if is_analysis:
-            fields = {k: v for k, v in data.items() if k in _ANALYSIS_FIELDS}
-            return msgspec.convert(fields, AnalysisRecord)
-        return msgspec.convert({k: v for k, v in data.items() if k in _FIELDS}, QueryRecord)
+        return msgspec.convert({k: v for k, v in data.items() if k in known}, record_type)
     except msgspec.ValidationError:
         return None
 

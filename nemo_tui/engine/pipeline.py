@@ -17,7 +17,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nemo_tui.backends.base import (
@@ -26,23 +26,33 @@ from nemo_tui.backends.base import (
     BackendUnavailable,
     ChatMessage,
     GenerationOptions,
+    ModelNotFound,
     OutOfMemory,
+    ServerBusy,
     StreamBroken,
     StreamEnd,
     TokenChunk,
 )
 from nemo_tui.config import Config
-from nemo_tui.core.memory.profile import MemorySampler
+from nemo_tui.core.memory.profile import MemoryProfile, MemorySampler
+from nemo_tui.core.models.backend_names import backend_kind
 from nemo_tui.core.models.cache_policy import CacheTracker, UsageRecord, plan_room
 from nemo_tui.core.models.catalog import ModelSpec
-from nemo_tui.core.models.recommender import batch_for, planned_context
+from nemo_tui.core.models.recommender import (
+    DEFAULT_BATCH,
+    batch_for,
+    context_for_prompt,
+    planned_context,
+)
+from nemo_tui.core.models.routing import CLOUD_HOST
 from nemo_tui.core.prompt.data_summary import DataSummaries
 from nemo_tui.core.prompt.optimizer import OptimizedPrompt
-from nemo_tui.core.reports.metrics import Metrics, QueryRecord
+from nemo_tui.core.reports.metrics import EvictionRecord, Metrics, QueryRecord
 from nemo_tui.engine.history import append_history
 from nemo_tui.engine.planning import (
     PlanningInputs,
     QueryPlan,
+    RemoteHost,
     answer_tokens,
     fit_prompt,
     plan_query,
@@ -90,6 +100,36 @@ class StreamStalled(StreamBroken):
     title = "Answer stalled"
 
 
+_FALLBACK_REASONS: tuple[tuple[type[NemoError], str], ...] = (
+    (OutOfMemory, "out_of_memory"),
+    (BackendUnavailable, "unreachable"),
+    (FirstTokenTimeout, "no_first_token"),
+    (ModelNotFound, "model_not_found"),
+    (ServerBusy, "busy"),
+)
+
+_OTHER_FAILURE = "error"
+FALLBACK_REASONS = (*(reason for _, reason in _FALLBACK_REASONS), _OTHER_FAILURE)
+"""Every category `fallback_reason` gives."""
+
+# Why nemo-tui unloaded a model, as the history and the metrics count it.
+EVICTED_FOR_ROOM = "make_room"
+EVICTED_UNDER_PRESSURE = "pressure"
+EVICTED_CACHING_OFF = "caching_off"
+EVICTED_BY_HAND = "manual"
+EVICTION_REASONS = (EVICTED_FOR_ROOM, EVICTED_UNDER_PRESSURE, EVICTED_CACHING_OFF, EVICTED_BY_HAND)
+
+
+def fallback_reason(error: NemoError) -> str:
+    """The category a model's failure is counted under when its query moves on to the next.
+
+    A few categories, not the message: they label metrics, so there must be few of them.
+    """
+    return next(
+        (reason for kind, reason in _FALLBACK_REASONS if isinstance(error, kind)), _OTHER_FAILURE
+    )
+
+
 @dataclass
 class RunState:
     """What a running query has produced so far; read when it is cancelled."""
@@ -127,6 +167,9 @@ class RunEnvironment:
     """Models that last failed for lack of memory, and when (so the next query skips them)."""
     data_summaries: DataSummaries = field(default_factory=DataSummaries)
     """Attached files' summaries, shared by previews, runs and fallbacks."""
+    remote_hosts: dict[str, RemoteHost] = field(default_factory=dict)
+    """The lab's other hosts that answered when last asked, by name, with their memory when it
+    can be read."""
 
     def recently_out_of_memory(self) -> set[str]:
         """Models that failed to load for lack of memory within the back-off period."""
@@ -144,7 +187,40 @@ class RunEnvironment:
             data_summaries=self.data_summaries,
             avoid=self.recently_out_of_memory(),
             backends_up=self.registry.up_names(),
+            remotes=tuple(
+                replace(
+                    host,
+                    installed=self.registry.installed_names(host.name),
+                    loaded=self.registry.resident(host.name),
+                    backends_up=up,
+                )
+                for host in self.remote_hosts.values()
+                if (up := self.registry.up_names(host.name))
+            ),
+            local_host=self.config.local_host.name,
         )
+
+    def profile_of(self, host: str | None) -> MemoryProfile | None:
+        """A host's memory now (None: this machine); another host's as last read, None when it
+        cannot be read."""
+        if host is None:
+            return self.sampler.sample()
+        remote = self.remote_hosts.get(host)
+        return remote.profile if remote is not None else None
+
+    def cache_limit_of(self, host: str | None) -> float:
+        """The share of a host's memory models may use (None: this machine)."""
+        remote = self.remote_hosts.get(host) if host is not None else None
+        if remote is not None:
+            return remote.cache_limit
+        return self.config.memory_thresholds.cache_limit
+
+    def host_label(self, host: str | None, spec: ModelSpec) -> str:
+        """The host a model runs on, as events name it: this machine's name, another host's, or
+        `cloud`."""
+        if not spec.local:
+            return CLOUD_HOST
+        return host if host is not None else self.config.local_host.name
 
     def options(self, query: Query, num_ctx: int, num_batch: int) -> GenerationOptions:
         """Request options; load-time ones depend only on settings and the planned context."""
@@ -167,6 +243,8 @@ class _Attempt:
     prompt: OptimizedPrompt
     num_ctx: int
     num_batch: int
+    host: str | None = None
+    """The other host it runs on; None for this machine (and the cloud)."""
 
 
 async def run_query(
@@ -181,18 +259,21 @@ async def run_query(
     except NemoError as exc:
         return Failed(query.id, exc)
     rec = plan.recommendation
-    emit(Recommended(query.id, rec, plan.complexity, plan.override, plan.warning))
-    chain = [rec.model, *rec.fallbacks]
+    first_spec = env.registry.catalog.get(rec.model)
+    host_label = env.host_label(plan.host, first_spec) if first_spec is not None else ""
+    emit(Recommended(query.id, rec, plan.complexity, plan.override, plan.warning, host_label))
+    chain: list[tuple[str | None, str]] = [(plan.host, rec.model), *plan.chain]
     tried: list[str] = []
     errors: list[NemoError] = []
     started = time.perf_counter()
     attempt: _Attempt | None = None
     unreachable: set[str] = set()
     used_local: dict[str, Backend] = {}
-    for index, name in enumerate(chain):
+    fallback_reasons: list[str] = []
+    for index, (host, name) in enumerate(chain):
         following = chain[index + 1] if index + 1 < len(chain) else None
         prepared = _prepare(
-            env, query, plan, name, first=index == 0, emit=emit, unreachable=unreachable
+            env, query, plan, name, host, first=index == 0, emit=emit, unreachable=unreachable
         )
         if isinstance(prepared, NemoError):
             errors.append(prepared)
@@ -217,18 +298,22 @@ async def run_query(
                     break
             else:
                 env.out_of_memory.pop(name, None)
-                _record(env, attempt, started, errors, done, state)
+                _record(env, attempt, started, errors, done, state, fallback_reasons)
                 env.usage.append(UsageRecord(plan.complexity.level.value, name, time.time()))
                 await _resync(env, used_local, unreachable)
                 return done
-        tried.append(name)
+        tried.append(name if host is None else f"{name} on {host}")
         if following is not None:
-            emit(Fallback(query.id, name, following, errors[-1].one_line()))
+            fallback_reasons.append(fallback_reason(errors[-1]))
+            to_host, to_model = following
+            to_spec = env.registry.catalog.get(to_model)
+            to_label = env.host_label(to_host, to_spec) if to_spec is not None else ""
+            emit(Fallback(query.id, name, to_model, errors[-1].one_line(), to_label))
     error = errors[-1] if errors else NemoError("no model could answer")
     if attempt is not None:
-        _record(env, attempt, started, errors, None, state)
+        _record(env, attempt, started, errors, None, state, fallback_reasons)
     await _resync(env, used_local, unreachable)
-    return Failed(query.id, error, state.text, state.model or chain[-1])
+    return Failed(query.id, error, state.text, state.model or chain[-1][1])
 
 
 def _prepare(
@@ -236,33 +321,41 @@ def _prepare(
     query: Query,
     plan: QueryPlan,
     name: str,
+    host: str | None,
     *,
     first: bool,
     emit: Emit,
     unreachable: set[str],
 ) -> _Attempt | NemoError:
-    """Find the model's backend and fit the prompt to its context; an error when it can't run."""
+    """Find the model's backend on its host and fit the prompt to its context; an error when it
+    can't run."""
     spec = env.registry.catalog.get(name)
     if spec is None:
         return NemoError(f"{name} is not in the catalog")
-    backend = env.registry.backend_for(spec)
+    backend = env.registry.backend_for(spec, host)
     if backend is None or backend.name in unreachable:
+        where = f" on {host}" if host is not None and spec.local else ""
         return BackendUnavailable(
-            f"{spec.backend} is not available for {name}",
+            f"{backend_kind(spec.backend)}{where} is not available for {name}",
             backend=spec.backend,
-            fix="start it, or check `nemo-tui models` for which backends are up",
+            fix="start it, or check `nemo-tui models` and `nemo-tui hosts` for what is up",
         )
     if first:
         rec = plan.recommendation
         emit(PromptOptimized(query.id, name, plan.budget_tokens, plan.optimized))
-        return _Attempt(spec, backend, plan.optimized, rec.num_ctx, rec.num_batch)
-    inputs = env.planning_inputs()
-    num_ctx = planned_context(spec, inputs.profile, env.config, plan.optimized.original_tokens)
+        return _Attempt(spec, backend, plan.optimized, rec.num_ctx, rec.num_batch, host)
+    profile = env.profile_of(host)
+    prompt_tokens = plan.optimized.original_tokens
+    if profile is None:
+        # The host's own server manages its memory: plan for the prompt, not for free memory.
+        num_ctx = context_for_prompt(prompt_tokens, spec)
+        num_batch = min(num_ctx, DEFAULT_BATCH)
+    else:
+        num_ctx = planned_context(spec, profile, env.config, prompt_tokens)
+        num_batch = batch_for(spec, num_ctx, profile, env.config)
     _, optimized, budget = fit_prompt(query, num_ctx, env.config, env.data_summaries)
     emit(PromptOptimized(query.id, name, budget, optimized))
-    return _Attempt(
-        spec, backend, optimized, num_ctx, batch_for(spec, num_ctx, inputs.profile, env.config)
-    )
+    return _Attempt(spec, backend, optimized, num_ctx, num_batch, host)
 
 
 async def _run_attempt(
@@ -367,6 +460,7 @@ async def _run_attempt(
         local=spec.local,
         reduction_pct=attempt.prompt.reduction_pct,
         fallbacks=tuple(tried),
+        host=env.host_label(attempt.host, spec),
     )
 
 
@@ -388,18 +482,22 @@ async def _make_room_and_load(
         Whether the server says the load it was asked for loaded the model (False when none
         was asked for), and the measured time of that load.
     """
-    spec, backend = attempt.spec, attempt.backend
-    resident = env.tracker.get(spec.name)
+    spec, backend, host = attempt.spec, attempt.backend, attempt.host
+    resident = env.registry.loaded_on(spec.name, host)
     if resident is not None and resident.context_length in (None, attempt.num_ctx):
         return False, None
-    profile = env.sampler.sample()
+    profile = env.profile_of(host)
     need_mb = spec.estimate(attempt.num_ctx).total_mb
-    others = [m for m in env.tracker.resident() if m.name != spec.name]
-    room = plan_room(others, spec.name, need_mb, profile, env.config.memory_thresholds.cache_limit)
-    for victim in room.evict:
-        await evict(env, query_id, victim.name, victim.backend, room.reason, emit)
-    if not room.fits:
-        emit(Notice(query_id, room.reason, warning=True))
+    if profile is not None:
+        # Room is made on the model's own host: another host's models are never evicted for it.
+        others = [m for m in env.registry.residents_on(host) if m.name != spec.name]
+        room = plan_room(others, spec.name, need_mb, profile, env.cache_limit_of(host))
+        for victim in room.evict:
+            await evict(
+                env, query_id, victim.name, victim.backend, room.reason, emit, kind=EVICTED_FOR_ROOM
+            )
+        if not room.fits:
+            emit(Notice(query_id, room.reason, warning=True))
     emit(Loading(query_id, spec.name, backend.name))
     load_started = time.perf_counter()
     loaded = await backend.preload(spec.name, options)
@@ -436,12 +534,33 @@ async def _resync(env: RunEnvironment, used: dict[str, Backend], unreachable: se
 
 
 async def evict(
-    env: RunEnvironment, query_id: int, model: str, backend_name: str, reason: str, emit: Emit
+    env: RunEnvironment,
+    query_id: int,
+    model: str,
+    backend_name: str,
+    reason: str,
+    emit: Emit,
+    *,
+    kind: str,
 ) -> float | None:
-    """Unload one model, record it and say so. Returns the memory freed where measurable."""
+    """Unload one model, record it and say so. Returns the memory freed where measurable.
+
+    Args:
+        env: The engine's state.
+        query_id: The query it is done for, 0 for none.
+        model: The model to unload.
+        backend_name: The backend that holds it.
+        reason: Why, in words, for the `Evicting` event.
+        emit: Where the event goes.
+        kind: Why, as the category the metrics count (one of the `EVICTED_*` names).
+    """
     backend = env.registry.backend(backend_name)
     freed = await backend.unload(model) if backend is not None else None
     env.tracker.record_unload(backend_name, model)
+    record = EvictionRecord(model, backend_name, kind, freed, time.time())
+    env.metrics.evictions.record(record)
+    if env.history is not None:
+        append_history(env.history, record)
     emit(Evicting(query_id, model, backend_name, reason, freed))
     return freed
 
@@ -451,7 +570,13 @@ async def _unload_after_use(
 ) -> None:
     """With model caching off the model leaves memory after every answer."""
     await evict(
-        env, query_id, attempt.spec.name, attempt.backend.name, "model caching is off", emit
+        env,
+        query_id,
+        attempt.spec.name,
+        attempt.backend.name,
+        "model caching is off",
+        emit,
+        kind=EVICTED_CACHING_OFF,
     )
 
 
@@ -516,6 +641,7 @@ def _record(
     errors: list[NemoError],
     done: Done | None,
     state: RunState,
+    fallback_reasons: list[str],
 ) -> None:
     """One metrics record per query, whatever it took to get there."""
     record = QueryRecord(
@@ -534,6 +660,7 @@ def _record(
         tokens_out=done.tokens_out if done else 0,
         tokens_per_s=done.tokens_per_s if done else None,
         at=time.time(),
+        fallback_reasons=tuple(fallback_reasons),
     )
     env.metrics.record(record)
     if env.history is not None:

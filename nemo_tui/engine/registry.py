@@ -13,12 +13,14 @@ from datetime import datetime
 
 from nemo_tui.backends.base import Backend, BackendError, BackendHealth, InstalledModel, LoadedModel
 from nemo_tui.backends.discovery import probe_all
+from nemo_tui.core.models.backend_names import backend_host, backend_kind, remote_backend_name
 from nemo_tui.core.models.cache_policy import CachedModel, CacheTracker
 from nemo_tui.core.models.catalog import (
     Catalog,
     ModelArchitecture,
     ModelSpec,
     Tier,
+    model_key,
     spec_from_architecture,
 )
 from nemo_tui.core.models.recommender import ResidentModel
@@ -61,31 +63,56 @@ class BackendRegistry:
         health = self._health.get(name)
         return health is not None and health.up
 
-    def up_names(self) -> set[str]:
-        """Names of the backends that answered the last probe."""
-        return {b.name for b in self._backends if self.is_up(b.name)}
+    def up_names(self, host: str | None = None) -> set[str]:
+        """Kinds of the backends on a host (None: this machine) that answered the last probe.
+
+        On this machine a backend's kind is its name (`ollama`, `gemini`); the recommender
+        compares them with the catalog's `backend` of each model.
+        """
+        return {
+            backend_kind(b.name)
+            for b in self._backends
+            if backend_host(b.name) == host and self.is_up(b.name)
+        }
+
+    def remote_hosts(self) -> list[str]:
+        """The other hosts that have a model server, in config order."""
+        hosts: list[str] = []
+        for backend in self._backends:
+            host = backend_host(backend.name)
+            if host is not None and host not in hosts:
+                hosts.append(host)
+        return hosts
 
     def backend(self, name: str) -> Backend | None:
         """The backend with this name, up or not."""
         return next((b for b in self._backends if b.name == name), None)
 
-    def backend_for(self, spec: ModelSpec) -> Backend | None:
-        """The backend that serves `spec`, or None when it is not configured or down."""
-        backend = self.backend(spec.backend)
+    def backend_for(self, spec: ModelSpec, host: str | None = None) -> Backend | None:
+        """The backend that serves `spec` on a host (None: this machine), or None when it is not
+        configured there or down. A cloud model is served from this machine whatever the host."""
+        kind = backend_kind(spec.backend)
+        name = kind if host is None or not spec.local else remote_backend_name(kind, host)
+        backend = self.backend(name)
         return backend if backend is not None and self.is_up(backend.name) else None
 
-    def installed_names(self) -> set[str]:
-        """Names of every model an up backend can serve now (the cloud model included)."""
+    def installed_names(self, host: str | None = None) -> set[str]:
+        """Names of every model an up backend on a host (None: this machine) can serve now; on
+        this machine the cloud model is included."""
         names = {
-            m.name for name, models in self._installed.items() if self.is_up(name) for m in models
+            m.name
+            for name, models in self._installed.items()
+            if backend_host(name) == host and self.is_up(name)
+            for m in models
         }
-        for spec in self.catalog.cloud_models():
-            if self.is_up(spec.backend):
-                names.add(spec.name)
+        if host is None:
+            for spec in self.catalog.cloud_models():
+                if self.is_up(spec.backend):
+                    names.add(spec.name)
         return names
 
-    def resident(self) -> dict[str, ResidentModel]:
-        """Loaded models as the recommender sees them.
+    def resident(self, host: str | None = None) -> dict[str, ResidentModel]:
+        """Models loaded on a host (None: this machine) as the recommender sees them.
 
         One whose backend reports no size counts as 0 MB there: the recommender adds resident
         sizes up as memory that unloading would free, and nobody measured this one's.
@@ -94,8 +121,17 @@ class BackendRegistry:
             m.name: ResidentModel(
                 m.name, m.size_mb if m.size_mb is not None else 0.0, m.context_length
             )
-            for m in self.tracker.resident()
+            for m in self.residents_on(host)
         }
+
+    def residents_on(self, host: str | None) -> list[CachedModel]:
+        """The loaded models of one host (None: this machine), most recently used first."""
+        return [m for m in self.tracker.resident() if backend_host(m.backend) == host]
+
+    def loaded_on(self, name: str, host: str | None) -> CachedModel | None:
+        """The model called `name` loaded on a host (None: this machine), or None."""
+        key = model_key(name)
+        return next((m for m in self.residents_on(host) if model_key(m.name) == key), None)
 
     async def probe(self, timeout_s: float = 2.0) -> list[BackendHealth]:
         """Probe every backend, then learn what the up ones have installed and loaded.

@@ -73,7 +73,11 @@ class Cli:
     env: dict[str, str]
 
     def run(
-        self, *args: str, stdin: str = "", env: dict[str, str] | None = None
+        self,
+        *args: str,
+        stdin: str = "",
+        env: dict[str, str] | None = None,
+        timeout_s: float = 60,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "nemo_tui", *args],
@@ -82,7 +86,7 @@ class Cli:
             text=True,
             env={**self.env, **(env or {})},
             cwd=self.home,
-            timeout=60,
+            timeout=timeout_s,
             check=False,
         )
 

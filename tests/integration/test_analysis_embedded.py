@@ -36,6 +36,8 @@ def test_the_small_model_writes_a_script_for_the_demo_cohort_and_it_runs_under_l
         "--json",
         "--config",
         config,
+        # Up to 1,024 tokens of a script on two shared cores: a busy machine can take minutes.
+        timeout_s=300,
     )
     assert "Traceback" not in result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]

@@ -124,6 +124,10 @@ def values_of(hint: Any, *, mutate: bool) -> st.SearchStrategy[Any]:
     origin = get_origin(hint)
     if origin is Annotated:
         base, meta = get_args(hint)
+        if base is str:
+            # Names and URLs: text the pattern accepts; when mutating, any odd text too.
+            matching = st.from_regex(meta.pattern, fullmatch=True) if meta.pattern else st.text()
+            return matching | ODD_STRINGS | st.text(max_size=12) if mutate else matching
         inside = within(base, meta)
         if not mutate:
             return inside

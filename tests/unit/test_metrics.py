@@ -113,6 +113,9 @@ def test_json_has_stable_keys_and_serializes() -> None:
         "failures",
         "load_failures",
         "latency",
+        "analyses",
+        "totals",
+        "evictions",
     ]
     assert data["queries"] == 1
     assert data["truncation_rate"] == 1.0

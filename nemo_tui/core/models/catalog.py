@@ -60,6 +60,28 @@ llama.cpp turns it on by itself on a CPU (`flash_attn = auto`) and always for a 
 cache. Other servers are not asked, so their estimate assumes it off (the larger figure)."""
 
 
+@lru_cache(maxsize=4096)
+def _estimate_architecture(
+    arch: ModelArchitecture,
+    num_ctx: int,
+    *,
+    kv_type: KvCacheType,
+    num_batch: int,
+    gpu: bool,
+    flash_attention: bool,
+) -> MemoryEstimate:
+    """`estimate_memory`, remembered: the recommender asks for the same few contexts of the same
+    models on every host and every decision, and an estimate depends on nothing else."""
+    return estimate_memory(
+        arch,
+        num_ctx,
+        kv_type=kv_type,
+        num_batch=num_batch,
+        gpu=gpu,
+        flash_attention=flash_attention,
+    )
+
+
 def uses_flash_attention(backend: str) -> bool:
     """Whether the estimate for a model on `backend` counts flash attention's compute memory."""
     return backend in FLASH_ATTENTION_BACKENDS
@@ -76,7 +98,12 @@ class Tier(StrEnum):
     @property
     def rank(self) -> int:
         """Order for comparisons: low 0 < medium 1 < high 2 < cloud 3."""
-        return list(Tier).index(self)
+        return _TIER_RANKS[self.value]
+
+
+_TIER_RANKS = {tier.value: rank for rank, tier in enumerate(Tier)}
+"""A lookup, not a scan of the enum: routing across tens of hosts asks for ranks thousands of
+times per decision."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +198,7 @@ class ModelSpec:
         if not self.local:
             return MemoryEstimate(0.0, 0.0, 0.0, 0.0, 0.0, ctx, min(ctx, num_batch), kv_type)
         if self.architecture is not None:
-            return estimate_memory(
+            return _estimate_architecture(
                 self.architecture,
                 ctx,
                 kv_type=kv_type,

@@ -130,6 +130,11 @@ class RecommendationRequest:
     """Backends known to be unusable without asking them (Gemini without a key)."""
 
 
+def tier_for(complexity: Complexity) -> Tier:
+    """The tier a query of this complexity asks for, before memory caps it."""
+    return _TIER_FOR_COMPLEXITY[complexity]
+
+
 def memory_budget_mb(profile: MemoryProfile, cache_limit: float) -> float:
     """Memory a new model may take now: under `cache_limit` of total and within what is free."""
     under_limit = profile.total_mb * cache_limit - profile.used_mb

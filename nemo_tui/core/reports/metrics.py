@@ -2,16 +2,17 @@
 
 This module owns `QueryRecord` (what one query did) and `Metrics`, a bounded history of them
 with the figures the dashboard, `stats --json` and the troubleshooting guide read. Only the
-all-time query count outlives the history; every rate and percentile describes the last
-`capacity` queries, so a problem that was fixed stops showing once enough new queries ran.
+counts in `Metrics.totals` (and the query count) outlive the history; every rate and percentile
+describes the last `capacity` queries, so a problem that was fixed stops showing once enough new
+queries ran.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PERCENTILES = (50, 90, 99)
 """The percentiles reported for each latency series."""
@@ -37,6 +38,9 @@ class QueryRecord:
         tokens_out: Tokens generated.
         tokens_per_s: Generation speed, when reported.
         at: When the query finished (epoch seconds).
+        fallback_reasons: Why each model the query moved on from failed, one category per
+            hand-over: `out_of_memory`, `unreachable`, `no_first_token`, `model_not_found`,
+            `busy` or `error`. Empty in records written before reasons were kept.
     """
 
     model: str
@@ -54,6 +58,7 @@ class QueryRecord:
     tokens_out: int
     tokens_per_s: float | None
     at: float
+    fallback_reasons: tuple[str, ...] = ()
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:
@@ -130,6 +135,108 @@ class AnalysisCounts:
         }
 
 
+@dataclass(frozen=True)
+class EvictionRecord:
+    """A model nemo-tui unloaded (not one its server let go of on its own).
+
+    Attributes:
+        model: The model unloaded.
+        backend: The backend that held it.
+        reason: Why, as a category: `make_room` (for another model), `pressure` (memory
+            pressure), `caching_off` (after its answer, model caching being off) or `manual`
+            (unloaded or cache cleared by hand).
+        freed_mb: The memory it gave back, when the backend measured it.
+        at: When it was unloaded (epoch seconds).
+    """
+
+    model: str
+    backend: str
+    reason: str
+    freed_mb: float | None
+    at: float
+
+
+@dataclass
+class EvictionCounts:
+    """The models nemo-tui unloaded so far, by reason.
+
+    Attributes:
+        by_reason: Evictions per reason category.
+        freed_mb_by_reason: Memory they gave back, of the evictions whose backend measured it.
+    """
+
+    by_reason: Counter[str] = field(default_factory=Counter)
+    freed_mb_by_reason: dict[str, float] = field(default_factory=dict)
+
+    def record(self, record: EvictionRecord) -> None:
+        """Count one eviction."""
+        self.by_reason[record.reason] += 1
+        if record.freed_mb is not None:
+            freed = self.freed_mb_by_reason.get(record.reason, 0.0) + record.freed_mb
+            self.freed_mb_by_reason[record.reason] = freed
+
+    def to_json(self) -> dict[str, object]:
+        """The `evictions` object of `stats --json`: the total, and per reason the count and
+        the memory freed (null when no backend measured it)."""
+        freed = self.freed_mb_by_reason
+        return {
+            "total": self.by_reason.total(),
+            "by_reason": {
+                reason: {
+                    "count": count,
+                    "freed_mb": round(freed[reason], 1) if reason in freed else None,
+                }
+                for reason, count in sorted(self.by_reason.items())
+            },
+        }
+
+
+@dataclass
+class QueryCounts:
+    """What every query recorded so far did, those that left the bounded history included.
+
+    Attributes:
+        queries: Queries recorded.
+        failed: Queries no model answered.
+        cache_hits: Queries whose model the server already held.
+        cache_misses: Queries whose model had to be loaded (queries where it is unknown, and
+            cloud queries, are neither).
+        truncated: Queries whose prompt nemo-tui shrank to fit.
+        server_truncated: Queries whose prompt the server cut itself.
+        fallbacks_by_reason: Hand-overs to the next model, by why the model left failed.
+    """
+
+    queries: int = 0
+    failed: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    truncated: int = 0
+    server_truncated: int = 0
+    fallbacks_by_reason: Counter[str] = field(default_factory=Counter)
+
+    def record(self, record: QueryRecord) -> None:
+        """Count one finished query."""
+        self.queries += 1
+        self.failed += record.failed
+        self.cache_hits += record.cache_hit is True
+        self.cache_misses += record.cache_hit is False
+        self.truncated += record.truncated
+        self.server_truncated += record.server_truncated
+        self.fallbacks_by_reason.update(record.fallback_reasons)
+
+    def to_json(self) -> dict[str, object]:
+        """The `totals` object of `stats --json`."""
+        return {
+            "queries": self.queries,
+            "failed": self.failed,
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "truncated": self.truncated,
+            "server_truncated": self.server_truncated,
+            "fallbacks_by_reason": dict(sorted(self.fallbacks_by_reason.items())),
+        }
+
+
 class Metrics:
     """A bounded history of queries and the figures derived from it.
 
@@ -147,14 +254,17 @@ class Metrics:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         self._history: deque[QueryRecord] = deque(maxlen=capacity)
-        self._queries = 0
+        self.totals = QueryCounts()
+        """Counts of every query recorded, not just those still in the history."""
         self.analyses = AnalysisCounts()
         """Analysis scripts run, counted like the queries (from the history kept between runs)."""
+        self.evictions = EvictionCounts()
+        """Models nemo-tui unloaded, counted like the queries."""
 
     def record(self, record: QueryRecord) -> None:
         """Add a finished query; the oldest one drops out once the history is full."""
         self._history.append(record)
-        self._queries += 1
+        self.totals.record(record)
 
     @property
     def capacity(self) -> int:
@@ -164,7 +274,7 @@ class Metrics:
     @property
     def queries(self) -> int:
         """Queries recorded since start, including those that left the history."""
-        return self._queries
+        return self.totals.queries
 
     def _share(self, test: Callable[[QueryRecord], bool]) -> float | None:
         if not self._history:
@@ -247,7 +357,11 @@ class Metrics:
         return list(self._history)[-n:]
 
     def to_json(self) -> dict[str, object]:
-        """The stable JSON keys of `stats --json`; rates are 0..1 or null."""
+        """The stable JSON keys of `stats --json`; rates are 0..1 or null.
+
+        `totals`, `evictions` and `analyses` are counts, of every record since start (the
+        history file's newest records, for a command that just started).
+        """
         return {
             "queries": self.queries,
             "cache_hit_rate": self.cache_hit_rate,
@@ -259,4 +373,6 @@ class Metrics:
             "load_failures": self.load_failures,
             "latency": self.latency_percentiles(),
             "analyses": self.analyses.to_json(),
+            "totals": self.totals.to_json(),
+            "evictions": self.evictions.to_json(),
         }

@@ -1,0 +1,2 @@
+"""nemo-tui's own Prometheus metrics: memory per host, loaded models, the recommendation,
+query counters."""

@@ -1,0 +1,1 @@
+"""The lab's hosts: HostMonitor against a real node_exporter and fake servers on loopback."""
