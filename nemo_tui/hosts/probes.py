@@ -210,25 +210,28 @@ async def scrape_node_exporter(client: httpx.AsyncClient, url: str) -> Report:
 
 async def ollama_models(backend: OllamaBackend) -> Report:
     """The models an Ollama holds (`/api/ps`), with their sizes."""
-    url = f"{backend.url}/api/ps"
-    started = time.perf_counter()
-    try:
-        loaded = await backend.list_loaded()
-    except BackendError as exc:
-        return Report(url, True, failure=failure(exc, url))
-    return Report(
-        url,
-        True,
-        latency_ms=(time.perf_counter() - started) * 1000,
-        models=tuple(_host_model(model, "ollama", vram_known=True) for model in loaded),
-        sources=(_OLLAMA_SOURCE,),
+    return await _loaded_models(
+        backend, f"{backend.url}/api/ps", "ollama", _OLLAMA_SOURCE, vram_known=True
     )
 
 
 async def openai_models(backend: OpenAICompatBackend) -> Report:
     """The model an OpenAI-compatible server holds, as `OpenAICompatBackend.list_loaded` tells
     it (one listed model, unless llama-server's `/props` says it sleeps)."""
-    url = f"{backend.url}/models"
+    return await _loaded_models(
+        backend, f"{backend.url}/models", "openai", _OPENAI_SOURCE, vram_known=False
+    )
+
+
+async def _loaded_models(
+    backend: OllamaBackend | OpenAICompatBackend,
+    url: str,
+    server: str,
+    source: str,
+    *,
+    vram_known: bool,
+) -> Report:
+    """What a server's `list_loaded` says it holds, as a report on `url`."""
     started = time.perf_counter()
     try:
         loaded = await backend.list_loaded()
@@ -238,8 +241,8 @@ async def openai_models(backend: OpenAICompatBackend) -> Report:
         url,
         True,
         latency_ms=(time.perf_counter() - started) * 1000,
-        models=tuple(_host_model(model, "openai", vram_known=False) for model in loaded),
-        sources=(_OPENAI_SOURCE,),
+        models=tuple(_host_model(model, server, vram_known=vram_known) for model in loaded),
+        sources=(source,),
     )
 
 

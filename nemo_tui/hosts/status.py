@@ -17,6 +17,7 @@ from datetime import datetime
 
 from nemo_tui.config import Config
 from nemo_tui.core.memory.profile import GpuMemory, MemoryProfile, PressureLevel, pressure_level
+from nemo_tui.core.reports.memory_json import gpus_json, mb_json
 
 SOURCE_OS = "os"
 """The local host's figures, read from the kernel."""
@@ -24,10 +25,6 @@ SOURCE_SIMULATED = "simulated"
 """The local host's figures, pretended by `--simulate-memory`."""
 SOURCE_NODE_EXPORTER = "node_exporter"
 """Another host's figures, from its Prometheus node_exporter."""
-
-
-def _mb(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +46,8 @@ class HostModel:
         return {
             "name": self.name,
             "server": self.server,
-            "size_mb": _mb(self.size_mb),
-            "vram_mb": _mb(self.vram_mb),
+            "size_mb": mb_json(self.size_mb),
+            "vram_mb": mb_json(self.vram_mb),
             "expires_at": None if self.expires_at is None else self.expires_at.isoformat(),
         }
 
@@ -182,33 +179,24 @@ class HostMemory:
             pressure: The host's pressure level, or None when it cannot be judged.
         """
         return {
-            "total_mb": _mb(self.total_mb),
-            "available_mb": _mb(self.available_mb),
-            "used_mb": _mb(self.used_mb),
-            "percent": _mb(self.percent),
-            "swap_total_mb": _mb(self.swap_total_mb),
-            "swap_used_mb": _mb(self.swap_used_mb),
+            "total_mb": mb_json(self.total_mb),
+            "available_mb": mb_json(self.available_mb),
+            "used_mb": mb_json(self.used_mb),
+            "percent": mb_json(self.percent),
+            "swap_total_mb": mb_json(self.swap_total_mb),
+            "swap_used_mb": mb_json(self.swap_used_mb),
             "pressure": None if pressure is None else pressure.value,
             "psi_some_avg10": self.psi_some_avg10,
             "psi_full_avg10": self.psi_full_avg10,
-            "cgroup_limit_mb": _mb(self.cgroup_limit_mb),
-            "cgroup_used_mb": _mb(self.cgroup_used_mb),
-            "process_rss_mb": _mb(self.process_rss_mb),
-            "page_cache_mb": _mb(self.page_cache_mb),
+            "cgroup_limit_mb": mb_json(self.cgroup_limit_mb),
+            "cgroup_used_mb": mb_json(self.cgroup_used_mb),
+            "process_rss_mb": mb_json(self.process_rss_mb),
+            "page_cache_mb": mb_json(self.page_cache_mb),
             "simulated": self.simulated,
-            "gpus": [
-                {
-                    "index": gpu.index,
-                    "name": gpu.name,
-                    "total_mb": _mb(gpu.total_mb),
-                    "used_mb": _mb(gpu.used_mb),
-                    "simulated": gpu.simulated,
-                }
-                for gpu in self.gpus
-            ],
+            "gpus": gpus_json(self.gpus),
             "source": self.source,
-            "models_mb": _mb(self.models_mb),
-            "kv_cache_percent": _mb(self.kv_cache_percent),
+            "models_mb": mb_json(self.models_mb),
+            "kv_cache_percent": mb_json(self.kv_cache_percent),
             "requests_running": self.requests_running,
         }
 

@@ -101,8 +101,9 @@ class Cli:
         return str(path)
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
+def isolated_env(home: Path) -> dict[str, str]:
+    """This process's environment for a `nemo-tui` run: its own XDG dirs under `home`, no
+    config, key or model server of the user's (Ollama at a port nobody listens on)."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -110,13 +111,18 @@ def cli(tmp_path: Path) -> Cli:
     }
     env.update(
         PYTHONPATH=str(REPO_ROOT),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-        XDG_STATE_HOME=str(tmp_path / "state"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        XDG_DATA_HOME=str(home / "data"),
+        XDG_CACHE_HOME=str(home / "cache"),
+        XDG_STATE_HOME=str(home / "state"),
         OLLAMA_HOST=f"127.0.0.1:{closed_port()}",
     )
-    return Cli(tmp_path, env)
+    return env
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path, isolated_env(tmp_path))
 
 
 @pytest.fixture

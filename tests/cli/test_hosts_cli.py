@@ -7,7 +7,6 @@ and a fake Ollama on loopback, a port that never answers and one nobody listens 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.cli.test_cli import isolated_env
 from tests.fakes import FakeModel
 from tests.hosts.servers import (
     GIB,
@@ -87,19 +87,8 @@ class Cli:
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"NEMO_TUI_CONFIG", "GEMINI_API_KEY", "OLLAMA_HOST", "PYTHONPATH"}
-    }
-    env.update(
-        PYTHONPATH=str(REPO_ROOT),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-        XDG_STATE_HOME=str(tmp_path / "state"),
-        OLLAMA_HOST=closed_url(),
-    )
+    env = isolated_env(tmp_path)
+    env["OLLAMA_HOST"] = closed_url()
     cli = Cli(tmp_path, env)
     cli.config()
     return cli

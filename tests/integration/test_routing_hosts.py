@@ -16,22 +16,11 @@ from nemo_tui.core.memory.profile import SimulatedSampler
 from nemo_tui.core.models.complexity import Complexity
 from nemo_tui.engine import Engine
 from nemo_tui.events import Done, Failed, Fallback, Query, Recommended
-from tests.fakes import FakeModel, FakeOllama, Fault, ScriptedBackend
+from tests.fakes import DEFAULT_MODELS, FakeModel, FakeOllama, Fault, ScriptedBackend
 from tests.hosts.servers import GIB, FixtureServer, node_page
 
 TINYLLAMA = FakeModel("tinyllama", weights_mb=608.0)
-PHI3 = FakeModel(
-    "phi3:mini",
-    weights_mb=2100.0,
-    family="phi3",
-    parameter_size="3.8B",
-    parameter_count=3_821_079_552,
-    context_length=4096,
-    block_count=32,
-    embedding_length=3072,
-    head_count=32,
-    head_count_kv=32,
-)
+PHI3 = next(model for model in DEFAULT_MODELS if model.name == "phi3:mini")
 BIOMISTRAL = FakeModel(
     "biomistral:7b",
     weights_mb=4370.0,

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from nemo_tui.core.memory.profile import MemoryProfile, PressureLevel
+from collections.abc import Sequence
+
+from nemo_tui.core.memory.profile import GpuMemory, MemoryProfile, PressureLevel
 
 
-def _mb(value: float | None) -> float | None:
+def mb_json(value: float | None) -> float | None:
+    """A size in MB as JSON shows it: to 0.1 MB, null when unknown."""
     return None if value is None else round(value, 1)
+
+
+def gpus_json(gpus: Sequence[GpuMemory]) -> list[dict[str, object]]:
+    """The `gpus` list of a `memory` object."""
+    return [
+        {
+            "index": gpu.index,
+            "name": gpu.name,
+            "total_mb": mb_json(gpu.total_mb),
+            "used_mb": mb_json(gpu.used_mb),
+            "simulated": gpu.simulated,
+        }
+        for gpu in gpus
+    ]
 
 
 def memory_json(profile: MemoryProfile, pressure: PressureLevel) -> dict[str, object]:
@@ -16,28 +33,19 @@ def memory_json(profile: MemoryProfile, pressure: PressureLevel) -> dict[str, ob
     of its own (`--simulate-gpu`).
     """
     return {
-        "total_mb": _mb(profile.total_mb),
-        "available_mb": _mb(profile.available_mb),
-        "used_mb": _mb(profile.used_mb),
+        "total_mb": mb_json(profile.total_mb),
+        "available_mb": mb_json(profile.available_mb),
+        "used_mb": mb_json(profile.used_mb),
         "percent": round(profile.percent, 1),
-        "swap_total_mb": _mb(profile.swap_total_mb),
-        "swap_used_mb": _mb(profile.swap_used_mb),
+        "swap_total_mb": mb_json(profile.swap_total_mb),
+        "swap_used_mb": mb_json(profile.swap_used_mb),
         "pressure": pressure.value,
         "psi_some_avg10": profile.psi_some_avg10,
         "psi_full_avg10": profile.psi_full_avg10,
-        "cgroup_limit_mb": _mb(profile.cgroup_limit_mb),
-        "cgroup_used_mb": _mb(profile.cgroup_used_mb),
-        "process_rss_mb": _mb(profile.process_rss_mb),
-        "page_cache_mb": _mb(profile.page_cache_mb),
+        "cgroup_limit_mb": mb_json(profile.cgroup_limit_mb),
+        "cgroup_used_mb": mb_json(profile.cgroup_used_mb),
+        "process_rss_mb": mb_json(profile.process_rss_mb),
+        "page_cache_mb": mb_json(profile.page_cache_mb),
         "simulated": profile.simulated,
-        "gpus": [
-            {
-                "index": gpu.index,
-                "name": gpu.name,
-                "total_mb": _mb(gpu.total_mb),
-                "used_mb": _mb(gpu.used_mb),
-                "simulated": gpu.simulated,
-            }
-            for gpu in profile.gpus
-        ],
+        "gpus": gpus_json(profile.gpus),
     }
