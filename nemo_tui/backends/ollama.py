@@ -47,6 +47,7 @@ from nemo_tui.backends.http import (
     request_timeout,
     transport_error,
 )
+from nemo_tui.core.models.backend_names import backend_host
 from nemo_tui.core.models.catalog import ModelArchitecture, architecture_from_ollama_show
 from nemo_tui.errors import ConfigError, NemoError
 from nemo_tui.ollama_host import ADDRESS_FORMS, InvalidOllamaHost, ollama_base_url
@@ -145,6 +146,17 @@ class OllamaBackend:
     def __repr__(self) -> str:
         return f"OllamaBackend(url={self.url!r})"
 
+    def _unreachable_fix(self) -> str:
+        host = backend_host(self.name)
+        if host is not None:
+            return f"start Ollama on {host}, or correct its ollama_url under hosts:"
+        return f"{_START_FIX}, or point OLLAMA_HOST / backends.ollama.url at it"
+
+    def _start_fix(self) -> str:
+        """How to get this server up: on this machine, or on the other host it runs on."""
+        host = backend_host(self.name)
+        return "start it with `ollama serve`" if host is None else f"start Ollama on {host}"
+
     async def health(self) -> BackendHealth:
         """Ask for `/api/version`; never raises.
 
@@ -155,7 +167,7 @@ class OllamaBackend:
         try:
             response = await self._client.get("/api/version")
         except httpx.RequestError as exc:
-            return self._down(probe_failure(exc, "start it with `ollama serve`"))
+            return self._down(probe_failure(exc, self._start_fix()))
         if response.status_code >= 400:
             error = parse_error_body(response.content, http_status=response.status_code)
             return self._down(f"HTTP {response.status_code}: {error.message}")
@@ -404,7 +416,7 @@ class OllamaBackend:
             exc,
             backend=self.name,
             url=self.url,
-            fix=f"{_START_FIX}, or point OLLAMA_HOST / backends.ollama.url at it",
+            fix=self._unreachable_fix(),
             streaming=streaming,
         )
 
