@@ -102,9 +102,7 @@ async def _serve(
         endpoint.close()
 
 
-async def _write(
-    engine: Engine, path: Path, interval_s: float | None, stop: asyncio.Event
-) -> None:
+async def _write(engine: Engine, path: Path, interval_s: float | None, stop: asyncio.Event) -> None:
     counters = HistoryCounters(paths.history_file())
     while True:
         write_textfile(path, take_snapshot(engine, hosts=engine.hosts, counters=counters))

@@ -55,7 +55,6 @@ from nemo_tui.core.models.recommender import (
     batch_for,
     memory_budget_mb,
     planned_context,
-    recommend,
 )
 from nemo_tui.core.reports.memory_json import memory_json
 from nemo_tui.core.reports.metrics import AnalysisRecord, Metrics
@@ -69,7 +68,7 @@ from nemo_tui.engine.pipeline import (
     evict,
     run_query,
 )
-from nemo_tui.engine.planning import QueryPlan, plan_query, remote_hosts_from
+from nemo_tui.engine.planning import QueryPlan, plan_query, remote_hosts_from, route_query
 from nemo_tui.engine.registry import BackendRegistry
 from nemo_tui.errors import NemoError
 from nemo_tui.events import (
@@ -403,16 +402,21 @@ class Engine:
         return pressure_level(profile, self.config.memory_thresholds.pressure_threshold)
 
     def recommend_now(self, complexity: Complexity = Complexity.MEDIUM) -> Recommendation:
-        """What would be picked for a query of this complexity right now."""
+        """What would be picked for a query of this complexity right now, on whichever host of
+        the lab routing would send it to (the reason names another host when it is one)."""
+        inputs = self._env.planning_inputs()
         request = RecommendationRequest(
             complexity,
-            self._registry.catalog,
-            installed=self._registry.installed_names(),
-            loaded=self._registry.resident(),
-            avoid=self._env.recently_out_of_memory(),
-            backends_up=self._registry.up_names(),
+            inputs.catalog,
+            installed=inputs.installed,
+            loaded=inputs.loaded,
+            avoid=inputs.avoid,
+            backends_up=inputs.backends_up,
         )
-        return recommend(self.sample(), request, self.config)
+        rec, _, _ = route_query(
+            request, inputs.profile, self.config, inputs.remotes, local_host=inputs.local_host
+        )
+        return rec
 
     def plan_query(self, query: Query) -> QueryPlan:
         """How a query would run now, without running it (for a preview before sending).

@@ -168,6 +168,8 @@ def plan_query(query: Query, inputs: PlanningInputs) -> QueryPlan:
         backends_up=inputs.backends_up,
     )
     host = _pinned_host(query, inputs)
+    if host is None and query.model is not None and query.host is None:
+        host = _host_serving(_known(query.model, inputs.catalog), inputs)
     chain: tuple[tuple[str | None, str], ...] = ()
     if host is not None and host.profile is None:
         rec = _on_unknown_memory(host, request, query.model)
@@ -221,6 +223,22 @@ def _pinned_host(query: Query, inputs: PlanningInputs) -> RemoteHost | None:
             fix=f"choose one of: {known}; `nemo-tui hosts` shows why a host is missing",
         )
     return host
+
+
+def _host_serving(spec: ModelSpec, inputs: PlanningInputs) -> RemoteHost | None:
+    """Another host for a model chosen by hand that this machine does not have: one where it
+    is loaded, else the one with the most room of those that have it installed."""
+    if not spec.local or inputs.installed is None or spec.name in inputs.installed:
+        return None
+    loaded = [h for h in inputs.remotes if spec.name in h.loaded]
+    if loaded:
+        return loaded[0]
+    having = [h for h in inputs.remotes if h.installed is not None and spec.name in h.installed]
+    having.sort(
+        key=lambda h: memory_budget_mb(h.profile, h.cache_limit) if h.profile else -1.0,
+        reverse=True,
+    )
+    return having[0] if having else None
 
 
 def _on_unknown_memory(

@@ -36,6 +36,7 @@ from nemo_tui.ui.screens.main import MainScreen
 from nemo_tui.ui.screenshot import preserve_spaces
 from nemo_tui.ui.settings_store import SettingsStore
 from nemo_tui.ui.themes import DEFAULT_THEME, GAUGE_VARIABLES, LAST_RESORT_THEME, load_themes
+from nemo_tui.ui.widgets.hosts_panel import HostsPanel
 from nemo_tui.ui.widgets.query_pane import ENGINE_STARTING
 from nemo_tui.ui.widgets.settings_panel import SETTINGS, SettingsPanel
 
@@ -218,6 +219,12 @@ class NemoApp(App[None]):
             KeyHelp("tab / shift+tab", "Move between panels", "anywhere"),
             *key_help(SettingsPanel.BINDINGS, "settings panel", KEY_NAMES),
             KeyHelp("↑ / ↓", "Pick the model that f8 unloads", "cached models panel"),
+            # Only a lab of several hosts has the hosts panel.
+            *(
+                key_help(HostsPanel.BINDINGS, "hosts panel", KEY_NAMES)
+                if self.settings.config.hosts
+                else []
+            ),
             KeyHelp("r", "Refresh", "stats screen"),
         ]
 

@@ -282,3 +282,26 @@ async def test_a_host_of_unknown_memory_is_used_only_when_pinned(
         assert "its memory cannot be read here" in recommended.recommendation.reason
         refused = await engine.preload("phi3:mini", host="gateway")
         assert not refused.ok and "give it a node_exporter_url" in refused.message
+
+
+@pytest.mark.integration
+async def test_a_model_chosen_by_hand_that_only_another_host_has_runs_there(
+    lab: Lab, engines: list[Engine]
+) -> None:
+    engine = await lab_engine(lab, 16, 12)
+    engines.append(engine)
+    recommended = engine.recommend_now(Complexity.LOW)
+    assert recommended.model == "tinyllama"  # this machine's own pick: it fits here
+    _, done = await ask(engine, Query("hi", model="biomistral:7b", complexity=Complexity.LOW))
+    assert isinstance(done, Done)
+    assert (done.host, done.model) == ("big-box", "biomistral:7b")
+    assert not lab.local.requests_to("/api/chat")
+
+
+@pytest.mark.integration
+async def test_the_recommendation_shown_follows_routing(lab: Lab, engines: list[Engine]) -> None:
+    engine = await lab_engine(lab, 4, 1.2)
+    engines.append(engine)
+    recommended = engine.recommend_now(Complexity.HIGH)
+    assert recommended.model == "biomistral:7b"
+    assert recommended.reason.startswith("biomistral:7b on big-box: ")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import TextArea
 
+from nemo_tui.backends.base import Backend
 from nemo_tui.config import Config, parse_config
 from nemo_tui.core.memory.profile import GpuMemory, MemoryProfile
 from nemo_tui.engine import Engine
@@ -95,10 +96,12 @@ def make_rig(
     theme: str | None = None,
     theme_dirs: list[Path] | None = None,
     gate: threading.Event | None = None,
+    backends: Sequence[Backend] | None = None,
 ) -> Rig:
     """Build the real app around a scripted Ollama-like backend and a fixed machine.
 
-    With `gate`, the app is given the sampler and an engine factory (as `nemo-tui` does) that
+    With `backends`, the engine uses those instead (the scripted one is then left idle). With
+    `gate`, the app is given the sampler and an engine factory (as `nemo-tui` does) that
     hands the engine over only once the gate is set, so a test can use the dashboard before its
     engine exists.
     """
@@ -111,7 +114,12 @@ def make_rig(
         config_path.write_text(config_text, encoding="utf-8")
         config = config or parse_config(config_text, source=str(config_path))
     config = config or Config()
-    engine = Engine(config, sampler=sampler, backends=[backend], monitor=False)
+    engine = Engine(
+        config,
+        sampler=sampler,
+        backends=list(backends) if backends is not None else [backend],
+        monitor=False,
+    )
     source: Engine | Callable[[], Engine] = engine
     first_sampler = None
     if gate is not None:

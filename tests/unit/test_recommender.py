@@ -266,3 +266,10 @@ def test_tip_says_to_start_a_down_backend_rather_than_to_pull() -> None:
     rec = recommend(machine(16), request, CONFIG)
     assert rec.model == "smollm2:135m"
     assert rec.install_hint.startswith("ollama is down: start it (`ollama serve`)")
+
+
+def test_when_nothing_fits_the_smallest_installed_model_is_tried() -> None:
+    config = msgspec.structs.replace(CONFIG, preferences=Preferences(allow_fallback=False))
+    rec = pick(machine(2, 0.1), Complexity.LOW, config=config, installed=("tinyllama",))
+    assert not rec.fits
+    assert rec.model == "tinyllama"

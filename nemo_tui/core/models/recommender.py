@@ -271,8 +271,10 @@ def recommend(
             started,
         )
     if chosen is None:
+        # Nothing fits: the smallest model that is there to run (installed) is the best try.
+        servable = [c for c in candidates if c.installed is not False] or candidates
         smallest = min(
-            candidates, key=lambda c: c.estimate.total_mb if c.estimate else 0.0, default=None
+            servable, key=lambda c: c.estimate.total_mb if c.estimate else 0.0, default=None
         )
         if smallest is None:
             raise ValueError("the catalog has no local model and cloud fallback is off")

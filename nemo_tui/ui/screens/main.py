@@ -5,11 +5,12 @@ worker per gauge tick samples memory (reading /proc and NVML must not block the 
 and an async worker relays the engine's event stream. Both only post messages; the handlers
 below update the widgets. The keys are listed in `main_bindings`; those acting on the cache, on
 the question and answer, and on analysis scripts live in the `main_cache`, `main_query` and
-`main_analysis` mixins.
+`main_analysis` mixins, and the lab's other hosts in `main_hosts`.
 
 In a small terminal the side panels sit above the query pane and leave the answer a few rows;
 once an answer or a script is on screen, the memory and recommendation panels fold to a line
-each (and the rest of the side waits) until the side is focused again.
+each (and the rest of the side waits) until the side is focused again. The hosts panel, shown
+when other hosts are configured, is a line there even before that.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from nemo_tui.core.memory.profile import (
     PressureLevel,
     PressureWatcher,
 )
+from nemo_tui.core.models.backend_names import backend_host
 from nemo_tui.core.reports.troubleshooting import Action, diagnose
 from nemo_tui.core.text.terminal_text import strip_terminal_controls
 from nemo_tui.errors import ConfigError
@@ -44,10 +46,12 @@ from nemo_tui.ui.messages import (
 from nemo_tui.ui.screens.main_analysis import AnalysisActions
 from nemo_tui.ui.screens.main_bindings import MAIN_BINDINGS
 from nemo_tui.ui.screens.main_cache import CacheActions
+from nemo_tui.ui.screens.main_hosts import HostActions
 from nemo_tui.ui.screens.main_query import QueryActions
 from nemo_tui.ui.settings_store import SettingsStore
 from nemo_tui.ui.widgets.analysis_view import AnalysisView
 from nemo_tui.ui.widgets.cached_models import CachedModelsPanel
+from nemo_tui.ui.widgets.hosts_panel import HostsPanel
 from nemo_tui.ui.widgets.key_bar import KeyBar
 from nemo_tui.ui.widgets.memory_history import MemoryHistory
 from nemo_tui.ui.widgets.memory_panel import MemoryPanel
@@ -59,7 +63,10 @@ from nemo_tui.ui.widgets.troubleshooting_panel import ACTION_LABELS, Troubleshoo
 from nemo_tui.units import format_mb, format_pct
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from nemo_tui.backends.base import BackendHealth
+    from nemo_tui.core.models.cache_policy import CachedModel
     from nemo_tui.engine import Engine
     from nemo_tui.events import EngineEvent
     from nemo_tui.ui.app import NemoApp
@@ -86,7 +93,7 @@ _SEVERITY: dict[PressureLevel, SeverityLevel] = {
 }
 
 
-class MainScreen(CacheActions, QueryActions, AnalysisActions):
+class MainScreen(CacheActions, QueryActions, AnalysisActions, HostActions):
     """The dashboard.
 
     It draws at once, with "starting…" in the panels, even before the engine exists; the app
@@ -136,6 +143,9 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions):
                     cache_limit=thresholds.cache_limit,
                     id="memory",
                 )
+                hosts = HostsPanel(id="hosts")
+                hosts.display = bool(self._settings.config.hosts)
+                yield hosts
                 yield TroubleshootingPanel(id="troubleshooting")
                 yield RecommendationPanel(id="recommendation")
                 yield CachedModelsPanel(id="cached-models")
@@ -252,6 +262,8 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions):
         self._started = True
         self._show_healths(message.healths)
         self._show_model_choices()
+        if self._engine is not None:
+            self.show_hosts(self._engine.host_statuses())
         self._show_cached_models()
         self._refresh_recommendation()
         self.call_after_refresh(resume_collection, Pause.START_UP)
@@ -269,13 +281,14 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions):
             profile, level, pressure_threshold=config.memory_thresholds.pressure_threshold
         )
         self.query_one(MemoryHistory).add_sample(profile)
+        self.query_one(HostsPanel).tick()
         cached = self.query_one(CachedModelsPanel)
         if cached.models and self._engine is not None:
             # Read again, not just redrawn: a model past its expiry has left the engine's record.
             models = self._engine.cached_models()
             shown = {(m.backend, m.name) for m in cached.models}
             if {(m.backend, m.name) for m in models} != shown:
-                self.query_one(MemoryPanel).show_models(models)
+                self.query_one(MemoryPanel).show_models(_on_this_machine(models))
             cached.show_models(models, now=profile.timestamp)
         self._diagnose()
         if change is not None:
@@ -293,6 +306,7 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions):
             FINAL_EVENTS,
             BackendsChanged,
             Evicting,
+            HostsChanged,
             Loading,
             PressureChanged,
         )
@@ -319,11 +333,15 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions):
         if isinstance(event, BackendsChanged):
             self._show_healths(list(event.healths))
             self._show_model_choices()
+        if isinstance(event, HostsChanged):
+            self.show_hosts(event.statuses)
         if isinstance(event, (Evicting, Loading, PressureChanged, *FINAL_EVENTS)):
             self._show_cached_models()
         if isinstance(event, FINAL_EVENTS):
             self._refresh_recommendation()
             self.refresh_bindings()
+            # A query may have loaded or evicted a model on another host.
+            self.refresh_hosts()
 
     def on_cached_models_changed(self, _: CachedModelsChanged) -> None:
         """The backends were asked again."""
@@ -351,12 +369,15 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions):
         width, height = self.app.size
         side = self.query_one("#side")
         focused = self.focused
-        fold = (
+        small = (
             width < WIDE_FROM_COLUMNS
             and height < FOLD_BELOW_ROWS
-            and self.query_one(QueryPane).has_output
             and not (focused is not None and (focused is side or side in focused.ancestors))
         )
+        # The hosts are a line in a small terminal from the start: unfolded, they would take
+        # most of the side's rows away from the memory gauges.
+        self.query_one(HostsPanel).fold(small)
+        fold = small and self.query_one(QueryPane).has_output
         if fold != self.has_class("-fold"):
             self.set_class(fold, "-fold")
             self.query_one(MemoryPanel).fold(fold)
@@ -409,12 +430,13 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions):
         )
 
     def action_refresh(self) -> None:
-        """Sample memory and ask the backends now."""
+        """Sample memory and ask the backends (and the other hosts) now."""
         if self._engine is None:
             self.notify(ENGINE_STARTING, severity="warning")
             return
         self.sample_memory()
         self._refresh_all()
+        self.refresh_hosts()
 
     def action_toggle_side(self) -> None:
         """Hide or show the side panels, giving the query pane the room."""
@@ -497,7 +519,7 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions):
             return
         models = self._engine.cached_models()
         self.query_one(CachedModelsPanel).show_models(models)
-        self.query_one(MemoryPanel).show_models(models)
+        self.query_one(MemoryPanel).show_models(_on_this_machine(models))
 
     def _show_healths(self, healths: list[BackendHealth]) -> None:
         parts = [f"{h.backend} {'up' if h.up else 'down'}" for h in healths]
@@ -523,3 +545,9 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions):
         panel.show(symptoms)
         if (panel.action is not None) != had_fix:
             self.refresh_bindings()
+
+
+def _on_this_machine(models: Sequence[CachedModel]) -> list[CachedModel]:
+    """The models loaded on this machine: another host's fill that host's memory, not the
+    gauges of this one."""
+    return [model for model in models if backend_host(model.backend) is None]

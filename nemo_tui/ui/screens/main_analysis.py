@@ -143,6 +143,7 @@ class AnalysisActions(Screen[None]):
                     model=script.model,
                     data_file=script.data_file,
                     analysis=request,
+                    host=script.host,
                 )
             )
 

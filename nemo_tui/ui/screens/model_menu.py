@@ -1,4 +1,4 @@
-"""The list a `ModelPicker` opens: auto, then every model that can be picked."""
+"""The list a `ModelPicker` opens: auto, then every model (or host) that can be picked."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class ModelMenu(ModalScreen[str | None]):
     Args:
         labels: The lines: auto's label first, then the model names.
         current: The current pick (None is auto), highlighted when the list opens.
+        title: What is picked, on the list's border.
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
@@ -36,15 +37,18 @@ class ModelMenu(ModalScreen[str | None]):
     }
     """
 
-    def __init__(self, labels: list[str], current: str | None) -> None:
+    def __init__(
+        self, labels: list[str], current: str | None, *, title: str = "Model for the next query"
+    ) -> None:
         super().__init__()
         self._labels = labels
         self._current = current
+        self._title = title
 
     def compose(self) -> ComposeResult:
         """The list, titled."""
         menu = OptionList(*(literal(label) for label in self._labels), id="model-menu")
-        menu.border_title = "Model for the next query"
+        menu.border_title = self._title
         menu.border_subtitle = "enter picks · esc keeps"
         if self._current in self._labels[1:]:
             menu.highlighted = self._labels.index(self._current, 1)

@@ -46,6 +46,8 @@ class ShownScript:
         libraries: What it may import besides the standard library.
         repaired: True when a repair round wrote it; it gets no second one.
         warnings: What to know before running it.
+        host: The host whose model wrote it, in a lab of several hosts: a repair round asks
+            the same model there. None without other hosts (and for a cloud model).
     """
 
     code: str
@@ -55,6 +57,7 @@ class ShownScript:
     libraries: tuple[str, ...]
     repaired: bool = False
     warnings: tuple[str, ...] = ()
+    host: str | None = None
 
 
 def describe_limits(limits: RunLimits | NemoError) -> Content:

@@ -1,16 +1,21 @@
-"""The model for the next query: `auto` (the recommendation) or one picked by hand."""
+"""The model for the next query: `auto` (the recommendation) or one picked by hand; and, in a
+lab of several hosts, the host: `auto` (routing picks) or one pinned by hand."""
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual import events
 from textual.binding import Binding
 from textual.content import Content
+from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
 
 from nemo_tui.ui.server_text import literal
 
 AUTO_LABEL = "auto (recommended)"
+HOST_AUTO_LABEL = "auto"
+"""The host picker's label while routing picks the host."""
 
 
 class ModelPicker(Widget, can_focus=True):
@@ -54,6 +59,13 @@ class ModelPicker(Widget, can_focus=True):
             """The picker that changed."""
             return self.picker
 
+    MENU_TITLE = "Model for the next query"
+    """The title of the list it opens."""
+    AUTO = AUTO_LABEL
+    """What it shows, and the list's first line, while nothing is picked by hand."""
+    PREFIX = ""
+    """Shown before the pick, to say what is picked."""
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._options: list[str] = []
@@ -72,10 +84,11 @@ class ModelPicker(Widget, can_focus=True):
     @value.setter
     def value(self, name: str | None) -> None:
         if name is not None and name not in self._options:
-            raise ValueError(f"{name!r} is not one of the offered models")
+            raise ValueError(f"{name!r} is not one of the offered choices")
         if name != self._value:
             self._value = name
-            self.refresh()
+            # The host picker is as wide as its label.
+            self.refresh(layout=True)
             self.post_message(self.Changed(self, name))
 
     def set_options(self, names: list[str]) -> None:
@@ -87,7 +100,7 @@ class ModelPicker(Widget, can_focus=True):
 
     def render(self) -> Content:
         """The picked model, and the arrow that says it opens."""
-        label = self._value or AUTO_LABEL
+        label = self.PREFIX + (self._value or self.AUTO)
         room = max(0, self.content_size.width - 2)
         return literal(label).truncate(room, ellipsis=True, pad=True) + " ▼"
 
@@ -103,4 +116,32 @@ class ModelPicker(Widget, can_focus=True):
             if choice is not None:
                 self.value = choice or None
 
-        self.app.push_screen(ModelMenu([AUTO_LABEL, *self._options], self._value), picked)
+        self.app.push_screen(
+            ModelMenu([self.AUTO, *self._options], self._value, title=self.MENU_TITLE), picked
+        )
+
+
+class HostPicker(ModelPicker):
+    """One line naming the host the next query is pinned to, or `auto` while routing picks it;
+    opens like the model picker. Shown only when the lab has other hosts."""
+
+    BINDINGS = [
+        Binding("enter,space,down", "open", "Pick host", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    HostPicker {
+        width: auto;
+        max-width: 24;
+        margin-left: 1;
+    }
+    """
+
+    MENU_TITLE = "Host for the next query"
+    AUTO = HOST_AUTO_LABEL
+    PREFIX = "host: "
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        """As wide as the label and the arrow: the query pane beside the side panels is narrow,
+        and the model picker takes what this one leaves."""
+        return cell_len(self.PREFIX + (self.value or self.AUTO)) + 2

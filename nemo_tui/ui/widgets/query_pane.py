@@ -25,13 +25,13 @@ from nemo_tui.ui.server_text import literal, template
 from nemo_tui.ui.widgets.analysis_view import AnalysisView, ShownScript
 from nemo_tui.ui.widgets.answer_view import AnswerView
 from nemo_tui.ui.widgets.info_line import InfoLine
-from nemo_tui.ui.widgets.model_picker import ModelPicker
+from nemo_tui.ui.widgets.model_picker import HostPicker, ModelPicker
 from nemo_tui.units import format_count, format_pct, format_rate, format_seconds
 
 if TYPE_CHECKING:
     from nemo_tui.core.analysis.run import RunLimits
     from nemo_tui.engine import Engine, QueryHandle, QueryPlan
-    from nemo_tui.events import Done, EngineEvent, Query
+    from nemo_tui.events import Done, EngineEvent, Query, Recommended
 
 STARTING = "[dim]starting the engine…[/]"
 """What the plan line says while there is no engine to plan with."""
@@ -55,10 +55,29 @@ unattended dashboard should not send (over SSH every byte travels); desktop tool
 blink after about as long."""
 
 
-def describe_plan(plan: QueryPlan) -> Content:
-    """The preview line: complexity, model, and how much the prompt shrinks."""
+CLOUD = "in the cloud"
+"""Where a cloud model runs, in a lab of several hosts."""
+
+
+def where_runs(host: str | None, *, local: bool) -> str:
+    """` on gpu-box`, or ` in the cloud` for a cloud model (`local` False); "" without a host."""
+    if not local:
+        return f" {CLOUD}"
+    return f" on {host}" if host else ""
+
+
+def describe_plan(plan: QueryPlan, local_host: str | None = None) -> Content:
+    """The preview line: complexity, model, and how much the prompt shrinks.
+
+    Args:
+        plan: The plan.
+        local_host: This machine's name when the lab has other hosts: the line then says which
+            host runs the model. None leaves the host out.
+    """
     rec = plan.recommendation
     how = "your pick" if plan.override else "auto"
+    if plan.query.host is not None and local_host is not None:
+        how += ", pinned"
     opt = plan.optimized
     size = f"{format_count(opt.original_tokens)} tokens"
     if opt.truncated:
@@ -66,16 +85,25 @@ def describe_plan(plan: QueryPlan) -> Content:
             f"{format_count(opt.original_tokens)} → {format_count(opt.optimized_tokens)} tokens,"
             f" {format_pct(opt.reduction_pct / 100)} smaller (ctrl+r shows the cuts)"
         )
-    line = literal(f"{plan.complexity.level.value} complexity · {rec.model} ({how}) · {size}")
+    where = where_runs(plan.host or local_host, local=rec.local) if local_host else ""
+    line = literal(
+        f"{plan.complexity.level.value} complexity · {rec.model}{where} ({how}) · {size}"
+    )
     if plan.warning:
         line += template("\n[$warning]⚠ $warning_text[/]", warning_text=plan.warning)
     return line
 
 
-def describe_done(done: Done) -> Content:
-    """The stats line after an answer."""
+def describe_done(done: Done, *, hosts: bool = False) -> Content:
+    """The stats line after an answer.
+
+    Args:
+        done: The answer's final event.
+        hosts: True when the lab has other hosts: the line then says which host answered.
+    """
+    where = where_runs(done.host, local=done.local) if hosts else ""
     parts = [
-        f"{done.model} ({done.backend})",
+        f"{done.model}{where} ({done.backend})",
         f"{format_count(done.tokens_in)} in / {format_count(done.tokens_out)} out",
         format_rate(done.tokens_per_s),
     ]
@@ -169,6 +197,8 @@ class QueryPane(Vertical):
         self._answering = False
         self._model = ""
         self._error = ""
+        self._local_host: str | None = None
+        """This machine's name while the lab has other hosts; None without any."""
         self._blink_timer: Timer | None = None
         self._blink_stopped = False
         """True when the blink was stopped here (not by whoever set `cursor_blink`)."""
@@ -177,6 +207,9 @@ class QueryPane(Vertical):
         """Model selector and data file, the question, the plan, the answer, its stats."""
         with Horizontal(id="query-controls"):
             yield ModelPicker(id="model-select")
+            host_picker = HostPicker(id="host-select")
+            host_picker.display = False
+            yield host_picker
             yield Label(NO_DATA_FILE, id="data-file")
         yield TextArea(
             id="query-input",
@@ -236,6 +269,11 @@ class QueryPane(Vertical):
         """The model picked by hand, or None for auto."""
         return self.query_one(ModelPicker).value
 
+    @property
+    def host_override(self) -> str | None:
+        """The host the next query is pinned to, or None when routing picks it."""
+        return self.query_one(HostPicker).value
+
     def attach_engine(self, engine: Engine) -> None:
         """Use this engine from now on, and preview the question typed while it was built."""
         self._engine = engine
@@ -251,6 +289,28 @@ class QueryPane(Vertical):
         if name not in picker.options:
             picker.set_options([*picker.options, name])
         picker.value = name
+
+    def set_hosts(self, names: list[str], local_host: str) -> None:
+        """Offer the lab's hosts to pin a query to (this machine first); with none, the host
+        picker hides and the lines say nothing of hosts.
+
+        Args:
+            names: Every host, this machine's name first; empty when there is no other host.
+            local_host: This machine's name.
+        """
+        picker = self.query_one(HostPicker)
+        # The hosts are asked every few seconds while one is down; the list rarely changes.
+        if names != picker.options:
+            picker.set_options(names)
+            picker.display = bool(names)
+        lab = local_host if names else None
+        if lab != self._local_host:
+            self._local_host = lab
+            self._schedule_plan()
+
+    def choose_host(self, name: str | None) -> None:
+        """Pin the next queries to a host (None lets routing pick)."""
+        self.query_one(HostPicker).value = name
 
     def attach(self, path: Path | None) -> None:
         """Attach a data file to the next query (None detaches, and ends analysis mode)."""
@@ -311,7 +371,13 @@ class QueryPane(Vertical):
         analysis = None
         if self._analysis and self._data_file is not None:
             analysis = ScriptRequest(self._libraries or ())
-        return Query(text, model=self.model_override, data_file=self._data_file, analysis=analysis)
+        return Query(
+            text,
+            model=self.model_override,
+            data_file=self._data_file,
+            analysis=analysis,
+            host=self.host_override,
+        )
 
     async def send(self) -> bool:
         """Submit the question; False (with a notification) when there is nothing to send."""
@@ -393,6 +459,7 @@ class QueryPane(Vertical):
 
     async def show_event(self, event: EngineEvent) -> None:
         """Show one engine event about the pane's query (others are ignored)."""
+        from nemo_tui.core.models.routing import CLOUD_HOST
         from nemo_tui.events import (
             Cancelled,
             Done,
@@ -414,8 +481,7 @@ class QueryPane(Vertical):
                 activity.update(f"Waiting behind {format_count(position)} other queries…")
             case Recommended():
                 self._model = event.recommendation.model
-                note = "your pick" if event.override else event.recommendation.reason
-                activity.update(literal(f"Using {event.recommendation.model}: {note}"))
+                activity.update(literal(self._describe_pick(event)))
                 if event.warning:
                     self.notify(
                         strip_terminal_controls(event.warning),
@@ -438,8 +504,13 @@ class QueryPane(Vertical):
             case Fallback():
                 self._model = event.to_model
                 self._answering = False
+                where = ""
+                if self._local_host is not None and event.to_host:
+                    where = where_runs(event.to_host, local=event.to_host != CLOUD_HOST)
                 activity.update(
-                    literal(f"{event.from_model} failed ({event.why}); trying {event.to_model}")
+                    literal(
+                        f"{event.from_model} failed ({event.why}); trying {event.to_model}{where}"
+                    )
                 )
             case Notice():
                 activity.update(
@@ -451,7 +522,9 @@ class QueryPane(Vertical):
                 query = self._handle.query
                 await self._end(event.text)
                 activity.update("")
-                self.query_one("#query-stats", InfoLine).update(describe_done(event))
+                self.query_one("#query-stats", InfoLine).update(
+                    describe_done(event, hosts=self._local_host is not None)
+                )
                 self._take_script(query, event)
             case Failed():
                 await self._end(None)
@@ -460,6 +533,18 @@ class QueryPane(Vertical):
             case Cancelled():
                 await self._end(None)
                 activity.update("Cancelled; the partial answer is kept.")
+
+    def _describe_pick(self, event: Recommended) -> str:
+        """`Using phi3:mini: why`; in a lab of several hosts, with the host that runs it."""
+        rec = event.recommendation
+        note = "your pick" if event.override else rec.reason
+        if self._local_host is None:
+            return f"Using {rec.model}: {note}"
+        where = where_runs(event.host, local=rec.local)
+        # Routing's reason starts with the model and its host when it chose another host.
+        if note.startswith(f"{rec.model}{where}:"):
+            return f"Using {note}"
+        return f"Using {rec.model}{where}: {note}"
 
     def show_activity(self, text: Content | str) -> None:
         """Put a line of progress under the answer (a running script's); "" hides it."""
@@ -514,6 +599,7 @@ class QueryPane(Vertical):
             request.libraries,
             repaired=request.repair is not None,
             warnings=extracted.warnings,
+            host=(done.host or None) if self._local_host is not None and done.local else None,
         )
         view.show_script(script, self.script_limits())
         self.query_one(AnswerView).add_class("-hidden")
@@ -550,6 +636,7 @@ class QueryPane(Vertical):
 
     @on(TextArea.Changed, "#query-input")
     @on(ModelPicker.Changed, "#model-select")
+    @on(ModelPicker.Changed, "#host-select")
     def _schedule_plan(self) -> None:
         if self._plan_timer is not None:
             self._plan_timer.stop()
@@ -574,4 +661,4 @@ class QueryPane(Vertical):
             self._plan = None
             line.update(template("[$error]$problem[/]", problem=exc.one_line()))
             return
-        line.update(describe_plan(self._plan))
+        line.update(describe_plan(self._plan, self._local_host))
