@@ -15,6 +15,7 @@ when other hosts are configured, is a line there even before that.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, cast
 
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from nemo_tui.core.models.cache_policy import CachedModel
     from nemo_tui.engine import Engine
     from nemo_tui.events import EngineEvent
+    from nemo_tui.exporter.serve import MetricsEndpoint
     from nemo_tui.ui.app import NemoApp
 
 FIX_SETTINGS: dict[Action, str] = {
@@ -126,6 +128,8 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions, HostActions):
         self._events: AsyncIterator[EngineEvent] | None = None
         self._profile: MemoryProfile | None = None
         self._started = False
+        self._metrics: MetricsEndpoint | None = None
+        """The Prometheus endpoint served while the dashboard runs (`metrics.listen`)."""
         self.sub_title = "starting the engine…"
 
     def compose(self) -> ComposeResult:
@@ -243,7 +247,30 @@ class MainScreen(CacheActions, QueryActions, AnalysisActions, HostActions):
     )
     async def _start_engine(self, engine: Engine) -> None:
         healths = await engine.start()
+        listen = self._settings.config.metrics.listen
+        if listen is not None:
+            self._serve_metrics(engine, listen)
         self.post_message(EngineStarted(healths))
+
+    def _serve_metrics(self, engine: Engine, listen: str) -> None:
+        """Serve Prometheus metrics on the engine's loop, as `nemo-tui metrics --listen` does."""
+        # Imported only when asked for: prometheus-client is not needed for the first frame.
+        from nemo_tui import paths
+        from nemo_tui.errors import NemoError
+        from nemo_tui.exporter.serve import parse_listen_address, serve
+
+        try:
+            address, port = parse_listen_address(listen)
+            self._metrics = serve(engine, engine.hosts, address, port, history=paths.history_file())
+        except NemoError as exc:
+            self.notify(exc.one_line(), title="Metrics not served", severity="error", markup=False)
+            return
+        self.notify(f"Serving metrics at {self._metrics.url}", title="Metrics", markup=False)
+
+    async def on_unmount(self) -> None:
+        """Stop serving metrics (the server's thread ends within half a second)."""
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.close)
 
     @work(
         exclusive=True,
