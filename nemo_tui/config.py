@@ -247,6 +247,8 @@ class HostEntry(_Section):
     is what its model servers report."""
     cache_limit: Fraction | None = None
     """Largest share of its memory models may use; default `memory_thresholds.cache_limit`."""
+    api_key_env: str | None = None
+    """The environment variable holding the key its OpenAI-compatible server wants, if any."""
 
 
 class LocalHost(_Section):

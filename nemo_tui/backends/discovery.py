@@ -115,9 +115,12 @@ def _host_backends(
             from nemo_tui.backends.openai_compat import OpenAICompatBackend
 
             name = remote_backend_name("openai", host.name)
+            key_env = host.api_key_env
             backends.append(
                 OpenAICompatBackend(
                     host.openai_url,
+                    api_key=os.environ.get(key_env) if key_env else None,
+                    api_key_env=key_env,
                     connect_timeout_s=config.backends.openai.timeout_s,
                     transport=transports.get(name),
                     name=name,

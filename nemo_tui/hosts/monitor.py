@@ -300,9 +300,14 @@ def _remote_endpoints(entry: HostEntry, timeout_s: float) -> Endpoints:
         except InvalidOllamaHost as exc:
             endpoints.broken.append(f"ollama_url: {exc}")
     if entry.openai_url is not None:
-        # A host entry names no API key: the servers of a lab are asked without one.
-        endpoints.openai = OpenAICompatBackend(entry.openai_url, connect_timeout_s=timeout_s)
-        endpoints.extras = _extras_client(endpoints.openai, timeout_s, None)
+        key_env = entry.api_key_env
+        endpoints.openai = OpenAICompatBackend(
+            entry.openai_url,
+            api_key=secret_or_none(os.environ.get(key_env)) if key_env else None,
+            api_key_env=key_env,
+            connect_timeout_s=timeout_s,
+        )
+        endpoints.extras = _extras_client(endpoints.openai, timeout_s, key_env)
     return endpoints
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -17,7 +18,8 @@ from nemo_tui.core.models.complexity import Complexity
 from nemo_tui.engine import Engine
 from nemo_tui.events import Done, Failed, Fallback, Query, Recommended
 from tests.fakes import DEFAULT_MODELS, FakeModel, FakeOllama, Fault, ScriptedBackend
-from tests.hosts.servers import GIB, FixtureServer, node_page
+from tests.hosts.servers import GIB, FixtureServer, node_page, running_node_exporter
+from tests.integration.support import SERVER_KEY, LlamaServer
 
 TINYLLAMA = FakeModel("tinyllama", weights_mb=608.0)
 PHI3 = next(model for model in DEFAULT_MODELS if model.name == "phi3:mini")
@@ -305,3 +307,58 @@ async def test_the_recommendation_shown_follows_routing(lab: Lab, engines: list[
     recommended = engine.recommend_now(Complexity.HIGH)
     assert recommended.model == "biomistral:7b"
     assert recommended.reason.startswith("biomistral:7b on big-box: ")
+
+
+@pytest.mark.integration
+async def test_a_lab_of_real_servers_in_one_dashboard(
+    lab: Lab,
+    llama_server: LlamaServer,
+    own_llama_server: LlamaServer,
+    engines: list[Engine],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two llama-servers and two Ollama fixtures with different memory as other hosts, and
+    this machine read by a real node_exporter: every host is seen for what it is, each query
+    goes where the rules send it, and a llama-server host answers when pinned."""
+    monkeypatch.setenv("LAB_LLAMA_KEY", SERVER_KEY)
+    lab.pages.serve("/llama-a/metrics", node_page(total=24 * GIB, available=20 * GIB))
+    lab.pages.serve("/llama-b/metrics", node_page(total=8 * GIB, available=2 * GIB))
+    with running_node_exporter(tmp_path / "node_exporter.log") as local_exporter:
+        text = lab.config_text().replace(
+            "hosts:\n", f"local_host:\n  node_exporter_url: {local_exporter}\nhosts:\n", 1
+        )
+        for name, server in (("llama-a", own_llama_server), ("llama-b", llama_server)):
+            text += (
+                f"  - name: {name}\n    openai_url: {server.base_url}\n"
+                f"    api_key_env: LAB_LLAMA_KEY\n"
+                f"    node_exporter_url: {lab.pages.url}/{name}/metrics\n"
+            )
+        config = parse_config(text)
+        engine = Engine(
+            config,
+            sampler=SimulatedSampler(4 * 1024, 1.2 * 1024),
+            backends=build_backends(config),
+            monitor=False,
+        )
+        engines.append(engine)
+        await engine.start()
+        statuses = {status.name: status for status in engine.host_statuses()}
+        assert list(statuses) == ["local", "big-box", "small-box", "llama-a", "llama-b"]
+        assert all(status.up for status in statuses.values()), statuses
+        assert statuses["local"].reason is None  # its node_exporter answered too
+        for name in ("llama-a", "llama-b"):
+            memory = statuses[name].memory
+            assert memory is not None and memory.source.startswith("node_exporter")
+            assert [m.server for m in statuses[name].models] == ["openai"]
+        assert statuses["llama-b"].memory is not None
+        assert statuses["llama-b"].memory.total_mb == 8 * 1024
+        # The hard query goes to the Ollama host with the most room for biomistral.
+        _, routed = await ask(engine, Query(HARD, complexity=Complexity.HIGH))
+        assert isinstance(routed, Done) and routed.host == "big-box"
+        # A llama-server host answers with the model it serves when the query is pinned there.
+        served = statuses["llama-a"].models[0].name
+        _, pinned = await ask(engine, Query("Say hi.", model=served, host="llama-a", max_tokens=8))
+        assert isinstance(pinned, Done), pinned
+        assert (pinned.host, pinned.backend) == ("llama-a", "openai@llama-a")
+        assert pinned.text
