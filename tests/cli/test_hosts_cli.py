@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.cli.test_cli import MEMORY_KEYS as STATUS_MEMORY_KEYS
 from tests.cli.test_cli import isolated_env
 from tests.fakes import FakeModel
 from tests.hosts.servers import (
@@ -33,20 +34,7 @@ from tests.hosts.servers import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST_KEYS = {"name", "up", "reason", "memory", "models", "local", "latency_ms", "cache_limit"}
-MEMORY_KEYS = {
-    "total_mb",
-    "available_mb",
-    "used_mb",
-    "percent",
-    "swap_total_mb",
-    "swap_used_mb",
-    "pressure",
-    "psi_some_avg10",
-    "cgroup_limit_mb",
-    "simulated",
-    "gpus",
-    "source",
-}
+MEMORY_KEYS = {*STATUS_MEMORY_KEYS, "source"}
 MODEL_KEYS = {"name", "server", "size_mb", "vram_mb", "expires_at"}
 TINY = FakeModel("tinyllama", weights_mb=608.0)
 TIMEOUT_S = 2.0

@@ -8,11 +8,12 @@ it and refreshes only the span of each line that differs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from rich.cells import cell_len
 from textual.geometry import Region
+from textual.widget import Widget
 
 
 class StyledSpan(Protocol):
@@ -87,3 +88,29 @@ def changed_regions(
         ]
         regions.append(Region(differing[0], y, differing[-1] - differing[0] + 1, 1))
     return regions
+
+
+def repaint_changes(
+    widget: Widget,
+    previous: tuple[int, Sequence[StyledLine]] | None,
+    lines_at: Callable[[int], Sequence[StyledLine]],
+) -> None:
+    """Repaint only the cells of `widget` that differ from the lines it drew last.
+
+    Args:
+        widget: The widget to repaint.
+        previous: The width it last drew at and the lines it drew, or None when it has not drawn
+            yet.
+        lines_at: Builds the lines it would draw now at a width.
+    """
+    width = widget.content_size.width
+    if previous is None or previous[0] != width:
+        # Not drawn yet at this width: the next layout draws it whole.
+        widget.refresh(layout=True)
+        return
+    lines = lines_at(width)
+    if len(lines) != len(previous[1]):
+        # The height follows the number of lines.
+        widget.refresh(layout=True)
+    elif regions := changed_regions(previous[1], lines, width):
+        widget.refresh(*regions)

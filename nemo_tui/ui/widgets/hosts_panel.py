@@ -21,7 +21,7 @@ from textual.message import Message
 
 from nemo_tui.core.text.terminal_text import strip_terminal_controls
 from nemo_tui.ui.server_text import literal, template
-from nemo_tui.ui.widgets.changed_cells import changed_regions
+from nemo_tui.ui.widgets.changed_cells import repaint_changes
 from nemo_tui.ui.widgets.cursor_list import CursorList
 from nemo_tui.ui.widgets.gauge import EMPTY, FILLED, GAUGE_COMPONENTS, GAUGE_CSS
 from nemo_tui.ui.widgets.memory_panel import LEVEL_STYLE, share_level
@@ -274,15 +274,7 @@ class HostsPanel(CursorList):
     def _redraw(self) -> None:
         """Repaint the cells that changed since the last drawing (all of it if none)."""
         previous, self._drawn = self._drawn, None
-        width = self.content_size.width
-        if previous is None or previous[0] != width:
-            self.refresh(layout=True)
-            return
-        lines = self._lines(width)
-        if len(lines) != len(previous[1]):
-            self.refresh(layout=True)
-        elif regions := changed_regions(previous[1], lines, width):
-            self.refresh(*regions)
+        repaint_changes(self, previous, self._lines)
 
     def _lines(self, width: int) -> list[Content]:
         """The summary (folded) or a line per host, at `width`, built once per change."""

@@ -14,7 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from nemo_tui.core.memory.profile import MemoryProfile, PressureLevel
-from nemo_tui.ui.widgets.changed_cells import changed_regions
+from nemo_tui.ui.widgets.changed_cells import repaint_changes
 from nemo_tui.ui.widgets.gauge import (
     GAUGE_COMPONENTS,
     GAUGE_CSS,
@@ -107,17 +107,7 @@ class MemoryFigures(Widget):
         self.pressure = pressure
         self.parts = parts
         previous, self._drawn = self._drawn, None
-        width = self.content_size.width
-        if previous is None or previous[0] != width:
-            # Not drawn yet at this width: the next layout draws it whole.
-            self.refresh(layout=True)
-            return
-        lines = self._lines(width)
-        if len(lines) != len(previous[1]):
-            # The panel's height follows the number of lines.
-            self.refresh(layout=True)
-        elif regions := changed_regions(previous[1], lines, width):
-            self.refresh(*regions)
+        repaint_changes(self, previous, self._lines)
 
     def notify_style_update(self) -> None:
         """The theme changed: the gauges are drawn again in its colours."""
