@@ -251,6 +251,7 @@ def test_the_lab_config_is_the_documented_interface() -> None:
             "openai_url": None,
             "node_exporter_url": "http://gpu-box:9100/metrics",
             "cache_limit": 0.8,
+            "api_key_env": None,
         }
     ]
     assert config.local_host.name == "local"
