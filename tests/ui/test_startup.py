@@ -143,7 +143,15 @@ async def test_a_bad_ollama_host_ends_the_app_with_one_line_naming_it(
 
 
 def test_the_first_frame_does_not_wait_for_the_engine_or_httpx() -> None:
-    later = ("nemo_tui.engine", "nemo_tui.core.models.catalog", "httpx", "plotext", "markdown_it")
+    later = (
+        "nemo_tui.engine",
+        "nemo_tui.core.models.catalog",
+        "httpx",
+        "plotext",
+        "markdown_it",
+        "pygments",
+        "prometheus_client",
+    )
     probe = (
         "import sys, nemo_tui.cli.dashboard, nemo_tui.ui.app;"
         f"print(sorted(m for m in {later!r} if m in sys.modules))"

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.syntax import Syntax
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
@@ -265,6 +264,9 @@ class AnalysisView(VerticalScroll):
         script = self._script
         if script is None:
             return
+        # Imported when a script is first shown: Pygments costs the first frame ~15 ms.
+        from rich.syntax import Syntax
+
         code = self.query_one("#analysis-code", Static)
         code.update(
             Syntax(
