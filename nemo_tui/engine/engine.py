@@ -325,14 +325,16 @@ class Engine:
 
     async def start(self) -> list[BackendHealth]:
         """Probe the backends, learn their models, and start the worker (and monitor)."""
-        healths = await self._registry.probe(PROBE_TIMEOUT_S)
         if self.config.hosts:
             # Imported only with hosts: it pulls in httpx, which the dashboard's first frame
             # does without.
             from nemo_tui.hosts.monitor import HostMonitor
 
             self._hosts = HostMonitor(self.config, self._env.sampler, timeout_s=PROBE_TIMEOUT_S)
-            await self.refresh_hosts()
+        # At once: a host that hangs costs the start one timeout, not one per question asked.
+        healths, _ = await asyncio.gather(
+            self._registry.probe(PROBE_TIMEOUT_S), self.refresh_hosts()
+        )
         self._tasks.append(asyncio.create_task(self._work(), name="nemo-engine-worker"))
         if self._monitor_enabled:
             self._tasks.append(asyncio.create_task(self._monitor(), name="nemo-engine-monitor"))

@@ -86,9 +86,12 @@ def lab() -> Iterator[Lab]:
     pages.close()
 
 
-async def lab_engine(lab: Lab, total_gb: float, available_gb: float) -> Engine:
-    """An engine on a simulated machine of this size, with the lab's hosts and a cloud model."""
-    config = lab.config()
+async def lab_engine(
+    lab: Lab, total_gb: float, available_gb: float, *, config: Config | None = None
+) -> Engine:
+    """An engine on a simulated machine of this size, with the lab's hosts (or `config`'s) and
+    a cloud model."""
+    config = config or lab.config()
     cloud = ScriptedBackend("gemini", ("gemini-3.5-flash",), local=False)
     engine = Engine(
         config,
@@ -265,14 +268,8 @@ async def test_a_host_of_unknown_memory_is_used_only_when_pinned(
         config = parse_config(
             lab.config_text() + f"  - name: gateway\n    ollama_url: {gateway.url}\n"
         )
-        engine = Engine(
-            config,
-            sampler=SimulatedSampler(4 * 1024, 1.2 * 1024),
-            backends=build_backends(config),
-            monitor=False,
-        )
+        engine = await lab_engine(lab, 4, 1.2, config=config)
         engines.append(engine)
-        await engine.start()
         _, routed = await ask(engine, Query(HARD, complexity=Complexity.HIGH))
         assert isinstance(routed, Done) and routed.host == "big-box"
         events, pinned = await ask(
@@ -335,15 +332,8 @@ async def test_a_lab_of_real_servers_in_one_dashboard(
                 f"    api_key_env: LAB_LLAMA_KEY\n"
                 f"    node_exporter_url: {lab.pages.url}/{name}/metrics\n"
             )
-        config = parse_config(text)
-        engine = Engine(
-            config,
-            sampler=SimulatedSampler(4 * 1024, 1.2 * 1024),
-            backends=build_backends(config),
-            monitor=False,
-        )
+        engine = await lab_engine(lab, 4, 1.2, config=parse_config(text))
         engines.append(engine)
-        await engine.start()
         statuses = {status.name: status for status in engine.host_statuses()}
         assert list(statuses) == ["local", "big-box", "small-box", "llama-a", "llama-b"]
         assert all(status.up for status in statuses.values()), statuses

@@ -72,11 +72,6 @@ def _serves(option: HostOption, complexity: Complexity) -> bool:
     )
 
 
-def host_of(option: HostOption, model_is_local: bool) -> str:
-    """The host reported for a model chosen on `option`: the cloud has no host of the lab."""
-    return option.host if model_is_local else CLOUD_HOST
-
-
 def route(
     options: Sequence[HostOption], complexity: Complexity, *, other_hosts: int | None = None
 ) -> Route:
@@ -132,7 +127,7 @@ def route(
     for model in (local_rec.model, *local_rec.fallbacks):
         add(local.host, model)
     return Route(
-        host_of(chosen, rec.local),
+        chosen.host if rec.local else CLOUD_HOST,
         replace(rec, reason=reason),
         tuple(chain),
     )
